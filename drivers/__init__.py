@@ -1,0 +1,1 @@
+"""Hardware drivers, each a small interface with a fake twin beside it."""

@@ -1,0 +1,9 @@
+"""Subcommands of `checkpoint`. Each module has `register(subparsers)`.
+
+Handlers import heavy modules (OpenCV, FastAPI, ...) inside the function, so
+`checkpoint --help` and `check-config` start fast on a Pi.
+"""
+
+MODULES = [
+    "gateway.commands.config_cmd",
+]
