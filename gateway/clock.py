@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,18 +33,24 @@ def read_boot_id() -> str:
 _PROCESS_BOOT_ID = str(uuid.uuid4())
 
 
-def _adjtimex_state() -> int | None:
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return None
+@functools.cache
+def _libc():
+    # find_library runs ldconfig in a subprocess: do it once, not per event.
+    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        # struct timex is ~208 bytes; a zeroed, larger buffer with modes=0
-        # makes this a read-only query.
-        buf = ctypes.create_string_buffer(512)
-        return libc.adjtimex(buf)
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name, use_errno=True) if name else None
+    except OSError:
         return None
+
+
+def _adjtimex_state() -> int | None:
+    libc = _libc()
+    if libc is None or not hasattr(libc, "adjtimex"):
+        return None
+    # struct timex is ~208 bytes; a zeroed, larger buffer with modes=0 makes
+    # this a read-only query.
+    buf = ctypes.create_string_buffer(512)
+    return libc.adjtimex(buf)
 
 
 def kernel_clock_synced() -> bool:

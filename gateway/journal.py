@@ -193,10 +193,13 @@ class Journal:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         incident = None
+        conn = None
         try:
             conn = _connect(path)
             _check_integrity(conn)
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
             moved = _move_aside(path)
             log.error("journal %s is corrupt (%s); moved to %s, starting a new stream", path, exc, moved)
             incident = {"error": str(exc), "moved_to": str(moved)}
@@ -450,8 +453,9 @@ class Journal:
         return DiskStatus(free_bytes=free, low=free < min_free_mb * 1024 * 1024)
 
     def checkpoint_wal(self) -> None:
-        with self._write() as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # A checkpoint cannot run inside a transaction; the lock is enough.
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- meta ----------------------------------------------------------------------
 
