@@ -64,4 +64,9 @@ def _debug_traceback() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m gateway.cli` runs this file as __main__, a second copy of the
+    # module: dispatch through the imported one so the CliError that handlers
+    # raise (gateway.cli.CliError) is the class caught above.
+    from gateway.cli import main as _main
+
+    sys.exit(_main())
