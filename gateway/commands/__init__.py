@@ -6,4 +6,5 @@ Handlers import heavy modules (OpenCV, FastAPI, ...) inside the function, so
 
 MODULES = [
     "gateway.commands.config_cmd",
+    "gateway.commands.passes_cmd",
 ]
