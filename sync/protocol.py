@@ -1,0 +1,177 @@
+"""The wire format of sync, shared by the kiosk client and the registry server.
+
+HTTP + JSON under `/api/v1`. Each gate authenticates with its own bearer
+token. Every response carries the server's time, in the `X-Server-Time`
+header and (for JSON bodies) in `server_time`, so the kiosk can anchor its
+clock.
+
+Upload (kiosk -> server), exactly once by watermark:
+
+    POST /api/v1/streams/{stream_id}/events   UploadBatch -> UploadReply
+         409 GapReply when first_seq > acked_through + 1
+
+Registry feed (server -> kiosk):
+
+    GET /api/v1/sites/{site}/registry?since=CURSOR&limit=N  -> RegistryPage
+        304 when If-None-Match equals the feed's ETag (nothing new),
+        410 when CURSOR is older than the retained horizon: read the snapshot
+    GET /api/v1/sites/{site}/registry/snapshot?after=KEY&limit=N -> SnapshotPage
+
+Events travel as loose dicts on purpose: the server validates each one with
+`EventRecord` and quarantines (but still acknowledges) an invalid one, so a
+single bad row never blocks a stream.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+
+API_PREFIX = "/api/v1"
+MAX_BATCH_EVENTS = 500
+# A batch of 500 decision events is ~250 KiB of JSON; leave room, refuse more.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_REGISTRY_PAGE = 1000
+SERVER_TIME_HEADER = "X-Server-Time"
+# Fields a kiosk sends per event (the journal's columns minus local upload state).
+EVENT_FIELDS = (
+    "seq",
+    "kind",
+    "time",
+    "gate",
+    "direction",
+    "pass_id",
+    "person_id",
+    "object_c",
+    "ambient_c",
+    "offset_c",
+    "body_c",
+    "threshold_c",
+    "decision",
+    "flagged",
+    "reasons",
+    "boot_id",
+    "mono_ns",
+    "wall_time",
+    "clock_synced",
+    "operator",
+    "detail",
+)
+# A snapshot that has started but not finished: the kiosk restarts it.
+SNAPSHOT_IN_PROGRESS = "snapshot"
+
+StreamId = str
+Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UploadBatch(Wire):
+    """One stream's events from `first_seq` on, contiguous, at most 500."""
+
+    first_seq: int = Field(ge=1, le=2**62, description="seq of events[0]; the rest follow contiguously")
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class EventRecord(BaseModel):
+    """What the server accepts as a valid event; anything else is quarantined.
+
+    Unknown fields are refused (quarantined) rather than dropped silently, so
+    a newer kiosk never loses data against an older server.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: StrictInt = Field(ge=1)
+    kind: str = Field(min_length=1, max_length=64)
+    time: datetime
+    gate: str | None = Field(None, max_length=64)
+    direction: str | None = Field(None, max_length=8)
+    pass_id: str | None = Field(None, max_length=128)
+    person_id: str | None = Field(None, max_length=128)
+    object_c: StrictFloat | StrictInt | None = None
+    ambient_c: StrictFloat | StrictInt | None = None
+    offset_c: StrictFloat | StrictInt | None = None
+    body_c: StrictFloat | StrictInt | None = None
+    threshold_c: StrictFloat | StrictInt | None = None
+    decision: str | None = Field(None, max_length=16)
+    flagged: StrictBool = False
+    reasons: list[str] = Field(default_factory=list, max_length=32)
+    boot_id: str = Field(min_length=1, max_length=64)
+    mono_ns: StrictInt = Field(ge=0)
+    wall_time: StrictInt
+    clock_synced: StrictBool
+    operator: str | None = Field(None, max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventResult(Wire):
+    seq: int
+    status: Literal["accepted", "duplicate", "quarantined"]
+    error: str | None = None
+
+
+class UploadReply(Wire):
+    acked_through: int = Field(description="Every seq up to this one is committed on the server")
+    results: list[EventResult]
+    server_time: datetime
+
+
+class GapReply(Wire):
+    error: Literal["gap"] = "gap"
+    detail: str
+    acked_through: int
+    server_time: datetime
+
+
+class ErrorReply(Wire):
+    error: str
+    detail: str | Any = None
+    server_time: datetime
+
+
+class RegistryChange(Wire):
+    change_seq: int
+    entity: str
+    entity_id: str
+    op: Literal["upsert", "delete"]
+    payload: dict[str, Any] | None = None
+
+
+class RegistryPage(Wire):
+    changes: list[RegistryChange]
+    next_cursor: str = Field(description="Pass as `since` next time; store with the page")
+    up_to_date: bool
+    server_time: datetime
+
+
+class SnapshotPage(Wire):
+    """The site's current registry, paged by key. `cursor` is the feed head
+    when the snapshot started: resume deltas from it after the last page."""
+
+    changes: list[RegistryChange]
+    cursor: str
+    next_after: str | None = Field(description="Pass as `after` for the next page; null on the last")
+    server_time: datetime
+
+
+class TimeReply(Wire):
+    server_time: datetime
+
+
+def etag_for(head: int) -> str:
+    """The feed's ETag: its head change_seq. The kiosk derives it from its cursor."""
+    return f'"h{head}"'
+
+
+def event_for_wire(event: dict[str, Any]) -> dict[str, Any]:
+    """A journal event as the kiosk sends it (no local upload state)."""
+    return {key: event.get(key) for key in EVENT_FIELDS}

@@ -1,0 +1,96 @@
+"""Engine set-up for the registry database: SQLite (default) or PostgreSQL.
+
+SQLite runs in WAL mode. Write transactions start with BEGIN IMMEDIATE, so two
+processes (the server and a `registry gate add`) never deadlock on a lock
+upgrade, and within one server process writers queue on a Python lock instead
+of spinning in SQLite's busy handler. PostgreSQL uses row locks (see ingest).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+DEFAULT_DB_URL = "sqlite:///var/registry.db"
+
+
+class Database:
+    """An engine plus the write discipline of its dialect."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: commit on success, roll back on error."""
+        with self._write_lock:
+            with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def insert(self, table):
+        """An INSERT that supports on_conflict_do_nothing on both dialects."""
+        return (sqlite.insert if self.is_sqlite else postgresql.insert)(table)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` means psycopg 3; a relative SQLite path is relative to the cwd."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def open_database(url: str = DEFAULT_DB_URL, *, pool_size: int = 20) -> Database:
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        _sqlite_discipline(engine)
+    elif parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    else:
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://...")
+    return Database(engine)
+
+
+def _sqlite_discipline(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode is durable against process crashes; a power cut
+        # may lose the last commits, which the kiosks simply re-send (they
+        # keep acked rows for 14 days) - FULL would halve ingest.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,217 @@
+"""Upload ingest: one batch of one stream, exactly once by watermark.
+
+In one transaction:
+1. lock the stream's row (created and bound to the gate on first upload);
+2. a batch starting past `acked_through + 1` is a gap: `Gap` (HTTP 409);
+3. events at or below `acked_through` are duplicates (a lost reply, re-sent);
+4. the rest are validated; an invalid one goes to `quarantine` and is still
+   acknowledged, so one bad row never blocks the stream;
+5. bulk insert, advance `acked_through`, commit - and only then does the
+   caller reply. A reply lost after the commit costs a re-send, never a
+   duplicate.
+
+Event times: a kiosk without a synced clock (no RTC, no NTP yet) records its
+boot id and monotonic time with each event. Its `clock_anchor` events pair a
+monotonic time with the server's time, so the server can place every event of
+that boot: `anchor_server_ns - (anchor_mono_ns - event_mono_ns)`. Events of a
+boot with no anchor yet keep the kiosk's wall time with `time_source =
+'unknown'` and are corrected when an anchor arrives. `received_at` is kept
+either way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+from sqlalchemy import literal, select
+
+from gateway.clock import to_ns
+from sync.protocol import EventRecord
+from sync.server.auth import Gate
+from sync.server.db import Database
+from sync.server.schema import alerts, clock_anchors, events, quarantine, streams
+
+ALERT_KINDS = ("decision", "remeasure")
+
+
+class Gap(Exception):
+    """The batch starts after acked_through + 1: the kiosk must rewind."""
+
+    def __init__(self, acked_through: int, first_seq: int):
+        super().__init__(f"batch starts at seq {first_seq} but the server has only {acked_through}")
+        self.acked_through = acked_through
+
+
+class StreamForbidden(Exception):
+    """The stream belongs to another gate."""
+
+
+@dataclass
+class IngestResult:
+    acked_through: int
+    results: list[dict] = field(default_factory=list)
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    alerts: int = 0
+
+
+def _short_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(event)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _anchor_time_ns(record: EventRecord) -> int | None:
+    value = record.detail.get("server_time")
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return to_ns(when.astimezone(timezone.utc))
+
+
+def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, raw_events: list[dict],
+           now: datetime | None = None) -> IngestResult:
+    """Store one batch; raises Gap or StreamForbidden (nothing is written then)."""
+    now = now or datetime.now(timezone.utc)
+    with db.write() as conn:
+        conn.execute(
+            db.insert(streams)
+            .values(stream_id=stream_id, gate_id=gate.id, site_id=gate.site_id, acked_through=0, created_at=now)
+            .on_conflict_do_nothing(index_elements=["stream_id"])
+        )
+        # FOR UPDATE serialises two uploads of one stream on PostgreSQL (a
+        # retry racing a stalled original); SQLite's write lock already does.
+        row = conn.execute(
+            select(streams.c.gate_id, streams.c.acked_through)
+            .where(streams.c.stream_id == stream_id)
+            .with_for_update()
+        ).one()
+        if row.gate_id != gate.id:
+            raise StreamForbidden(f"stream {stream_id} belongs to another gate")
+        acked = row.acked_through
+        if first_seq > acked + 1:
+            raise Gap(acked, first_seq)
+
+        skip = min(acked - first_seq + 1, len(raw_events))
+        result = IngestResult(acked_through=acked)
+        for i in range(skip):
+            result.results.append({"seq": first_seq + i, "status": "duplicate"})
+        result.duplicates = skip
+        fresh = raw_events[skip:]
+        if not fresh:
+            return result
+
+        good: list[tuple[int, dict, EventRecord]] = []
+        bad_rows = []
+        for offset, raw in enumerate(fresh):
+            seq = first_seq + skip + offset
+            try:
+                record = EventRecord.model_validate(raw)
+                if record.kind == "clock_anchor" and _anchor_time_ns(record) is None:
+                    raise ValueError("clock_anchor needs detail.server_time as an ISO time with a zone")
+            except (ValidationError, ValueError) as exc:
+                error = _short_error(exc) if isinstance(exc, ValidationError) else str(exc)
+                bad_rows.append({
+                    "stream_id": stream_id, "seq": seq, "gate_id": gate.id, "received_at": now,
+                    "error": error[:1000], "payload": json.dumps(raw, ensure_ascii=False, default=str),
+                })
+                result.results.append({"seq": seq, "status": "quarantined", "error": error[:200]})
+                continue
+            good.append((seq, raw, record))
+            result.results.append({"seq": seq, "status": "accepted"})
+
+        new_anchors = _store_anchors(conn, stream_id, good)
+        anchors = _anchors_for(conn, {r.boot_id for _, _, r in good if not r.clock_synced})
+        rows, alert_rows = [], []
+        for seq, raw, record in good:
+            time_ns, source = _event_time(record, anchors)
+            rows.append({
+                "stream_id": stream_id, "seq": seq, "site_id": gate.site_id, "gate_id": gate.id,
+                "kind": record.kind, "event_time_ns": time_ns, "time_source": source,
+                "wall_time_ns": record.wall_time, "boot_id": record.boot_id, "mono_ns": record.mono_ns,
+                "clock_synced": record.clock_synced, "decision": record.decision, "flagged": record.flagged,
+                "person_id": record.person_id, "pass_id": record.pass_id,
+                "body_c": None if record.body_c is None else float(record.body_c),
+                "received_at": now, "payload": json.dumps(raw, ensure_ascii=False, default=str),
+            })
+            if record.flagged and record.kind in ALERT_KINDS:
+                alert_rows.append({
+                    "site_id": gate.site_id, "gate_id": gate.id, "gate_name": gate.name,
+                    "stream_id": stream_id, "seq": seq, "person_id": record.person_id,
+                    "pass_id": record.pass_id, "body_c": rows[-1]["body_c"],
+                    "event_time_ns": time_ns, "received_at": now,
+                })
+        # Older events of a boot that just got its first anchor.
+        for boot_id, (anchor_mono, anchor_ns) in new_anchors.items():
+            conn.execute(
+                events.update()
+                .where(events.c.boot_id == boot_id, events.c.time_source == "unknown",
+                       events.c.clock_synced.is_(False))
+                .values(event_time_ns=literal(anchor_ns - anchor_mono) + events.c.mono_ns,
+                        time_source="anchor")
+            )
+        if rows:
+            conn.execute(events.insert(), rows)
+        if bad_rows:
+            conn.execute(quarantine.insert(), bad_rows)
+        if alert_rows:
+            conn.execute(alerts.insert(), alert_rows)
+        last = first_seq + len(raw_events) - 1
+        conn.execute(
+            streams.update().where(streams.c.stream_id == stream_id)
+            .values(acked_through=last, last_upload_at=now)
+        )
+        result.acked_through = last
+        result.accepted = len(rows)
+        result.quarantined = len(bad_rows)
+        result.alerts = len(alert_rows)
+    return result
+
+
+def _store_anchors(conn, stream_id: str, good) -> dict[str, tuple[int, int]]:
+    """Insert this batch's clock anchors; returns boot_id -> first (mono_ns, server_ns)."""
+    rows, first = [], {}
+    for seq, _raw, record in good:
+        if record.kind != "clock_anchor":
+            continue
+        server_ns = _anchor_time_ns(record)
+        rows.append({"stream_id": stream_id, "seq": seq, "boot_id": record.boot_id,
+                     "mono_ns": record.mono_ns, "server_time_ns": server_ns})
+        first.setdefault(record.boot_id, (record.mono_ns, server_ns))
+    if rows:
+        conn.execute(clock_anchors.insert(), rows)
+    return first
+
+
+def _anchors_for(conn, boot_ids: set[str]) -> dict[str, list[tuple[int, int]]]:
+    if not boot_ids:
+        return {}
+    found: dict[str, list[tuple[int, int]]] = {}
+    query = select(clock_anchors.c.boot_id, clock_anchors.c.mono_ns, clock_anchors.c.server_time_ns).where(
+        clock_anchors.c.boot_id.in_(sorted(boot_ids))
+    )
+    for boot_id, mono, server_ns in conn.execute(query):
+        found.setdefault(boot_id, []).append((mono, server_ns))
+    return found
+
+
+def _event_time(record: EventRecord, anchors: dict[str, list[tuple[int, int]]]) -> tuple[int, str]:
+    if record.clock_synced:
+        return record.wall_time, "clock"
+    candidates = anchors.get(record.boot_id)
+    if not candidates:
+        return record.wall_time, "unknown"
+    # The nearest anchor in monotonic time has the least drift between them.
+    mono, server_ns = min(candidates, key=lambda a: abs(a[0] - record.mono_ns))
+    return server_ns - (mono - record.mono_ns), "anchor"
