@@ -27,7 +27,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Literal
 
 from gateway.config import TemperatureSettings
@@ -39,6 +39,8 @@ MLX_ERROR_C = 382.21
 # Samples further apart than this many sample periods are not one window: the
 # loop missed samples (bus retries, a busy Pi) and the person may have moved.
 _MAX_GAP_PERIODS = 3.0
+# Enough digits for any finite float in hundredths (the default 28 is not).
+_WIDE = Context(prec=400)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def centi(value: float) -> int:
         exact = Decimal(repr(float(value)))
     except InvalidOperation:  # pragma: no cover - repr of a finite float always parses
         raise ValueError(f"not a temperature: {value!r}") from None
-    return int(exact.scaleb(2).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return int(exact.scaleb(2, _WIDE).quantize(Decimal(1), rounding=ROUND_HALF_UP, context=_WIDE))
 
 
 def is_fever(body_c: float, threshold_c: float) -> bool:

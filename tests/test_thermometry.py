@@ -174,6 +174,7 @@ def test_centi_rounds_half_up_on_the_decimal_form():
     assert centi(37.3) == 3730 and centi(36.8 + 0.5) == 3730
     assert centi(37.285) == 3729 and centi(37.2849) == 3728
     assert centi(-0.005) == -1  # halves go away from zero (matters only for offsets)
+    assert centi(1e26) == 10**28 and is_fever(1e300, 37.3)  # no decimal overflow
     with pytest.raises(ValueError):
         centi(math.inf)
 

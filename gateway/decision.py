@@ -1,0 +1,525 @@
+"""The decision core: who may pass, and why. Pure: no clock, no I/O.
+
+    decision = decide(verdict, reading, entry, policy, GateMoment(...))
+
+The caller passes everything in: the pass verdict, the temperature reading,
+what the registry copy knows about the person, the site's policy, and the
+moment (site, direction, trusted wall time, monotonic time). The result is
+admit or deny, a fever flag, stable reason codes (DESIGN.md), and message
+keys for the guard screen and the public display (`gateway.messages`).
+
+Rules, in the order they are checked:
+
+1. **Credential.** No pass: ``no_credential`` (a visitor registered at the
+   gate may enter without one). A pass that failed verification keeps its
+   reasons (``malformed``, ``unknown_issuer``, ``bad_signature``). Validity is
+   re-checked against the *trusted* now, max(wall, watermark), so a clock
+   rolled back cannot revive an expired pass. A pass for another site:
+   ``wrong_site``.
+2. **Registry.** ``revoked`` pass, ``moved_out`` person, ``wrong_site`` when
+   the person belongs to another site, and ``under_observation`` on **exit**
+   for people under home observation (on entry they go home, subject to the
+   temperature check).
+3. **Outsiders** (entry only). Couriers never enter: ``visitor_policy`` with a
+   message pointing to the drop-off point. Visitors: in "register" mode they
+   need a registration record (and a normal temperature); in "deny" mode a
+   special case registered and filed.
+4. **Passback.** The same pass in the same direction within
+   ``policy.passback_s`` by the monotonic clock.
+5. **Temperature** (entry; exit too if the policy says so): ``fever``,
+   ``no_reading``, ``reading_out_of_range``, ``sensor_fault``.
+6. **Health code** (entry only), per policy: ``health_code_red``,
+   ``health_code_yellow``, ``health_code_missing``.
+
+HARD enforcement (the default) denies on any of these. SOFT enforcement
+admits residents, staff and volunteers despite a temperature problem, flags
+it and alerts the guard; visitors still need a normal temperature (1 Feb
+rule). A guard override admits whatever the reasons, adding
+``guard_override`` and keeping the reasons it overrode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from gateway.passes import PassVerdict, validity_reasons
+from gateway.policy import Policy, default_policy
+from gateway.thermometry import Reading, RemeasureResult, is_fever
+
+Direction = Literal["in", "out"]
+HealthCode = Literal["green", "yellow", "red"]
+
+# Every reason code decide() can return. Codes are stable: add, never reuse.
+REASON_CODES = (
+    "ok",
+    "fever",
+    "no_reading",
+    "reading_out_of_range",
+    "sensor_fault",
+    "no_credential",
+    "malformed",
+    "bad_signature",
+    "unknown_issuer",
+    "expired",
+    "not_yet_valid",
+    "wrong_site",
+    "revoked",
+    "moved_out",
+    "under_observation",
+    "passback",
+    "visitor_policy",
+    "health_code_red",
+    "health_code_yellow",
+    "health_code_missing",
+    "guard_override",
+    "internal_error",
+)
+TEMPERATURE_REASONS = frozenset({"fever", "no_reading", "reading_out_of_range", "sensor_fault"})
+CREDENTIAL_REASONS = frozenset({"malformed", "bad_signature", "unknown_issuer"})
+# Kinds that live or work here: SOFT enforcement may admit them despite a
+# temperature problem. Everyone else needs a normal reading.
+MEMBER_KINDS = frozenset({"resident", "staff", "volunteer"})
+
+
+@dataclass(frozen=True)
+class GateMoment:
+    """Where and when: the gate's site, the lane direction, the trusted wall
+    time (see `trusted_now`) and the monotonic time in seconds."""
+
+    site_id: str
+    direction: Direction
+    now: datetime
+    mono_s: float
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """What the kiosk's registry copy knows about a person and their pass."""
+
+    person_id: str
+    site_id: str | None = None
+    status: Literal["active", "under_observation", "moved_out"] = "active"
+    observation_until: datetime | None = None  # None while under observation: open-ended
+    pass_revoked: bool = False
+    name: str = ""  # shown to the guard only, for the holder check
+    unit: str = ""
+    visitor_registered: bool = False  # a visitor registration is on file (register mode)
+    visitor_special_case: bool = False  # a special case registered and filed (deny mode)
+
+
+@dataclass(frozen=True)
+class VisitorRegistration:
+    """A visitor registered at the gate by the guard (SPEC rule 6)."""
+
+    record_id: str
+    special_case: bool = False
+    filed_ref: str = ""  # the filing reference; a special case needs one
+
+
+@dataclass(frozen=True)
+class Override:
+    """The guard opens the gate: who and why, both required."""
+
+    operator: str
+    reason: str
+
+    def __post_init__(self):
+        if not isinstance(self.operator, str) or not self.operator.strip():
+            raise ValueError("an override needs the operator's id")
+        if not isinstance(self.reason, str) or not self.reason.strip():
+            raise ValueError("an override needs a reason")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one person at the gate. See `to_record()` for the log."""
+
+    decision: Literal["admit", "deny"]
+    flagged: bool
+    reasons: list[str]
+    guard_message: str
+    public_message: str
+    direction: str
+    alert: bool = False  # tell the guard (and the server, at once, if flagged)
+    message_fields: dict[str, Any] = field(default_factory=dict)
+    kind: str | None = None
+    pass_id: str | None = None
+    person_id: str | None = None
+    name: str = ""
+    unit: str = ""
+    reading: Reading | None = None
+    remeasure: RemeasureResult | None = None
+    threshold_c: float | None = None
+    override: Override | None = None
+    health_code: str | None = None
+    visitor_record: str | None = None
+    policy_version: int | None = None
+    enforcement: str | None = None
+
+    @property
+    def admitted(self) -> bool:
+        return self.decision == "admit"
+
+    @property
+    def operator(self) -> str | None:
+        """The guard who overrode, if any (the journal's `operator`)."""
+        return self.override.operator if self.override else None
+
+    def to_record(self) -> dict[str, Any]:
+        """The decision JSON fields of DESIGN.md (seq, time and gate are added
+        by the journal and the loop), plus `offset_c` and a `detail` dict."""
+        r = self.reading
+        detail: dict[str, Any] = {
+            "kind": self.kind,
+            "reading_status": r.status if r else None,
+            "ambient_warning": bool(r and r.ambient_warning),
+            "guard_message": self.guard_message,
+            "public_message": self.public_message,
+            "policy_version": self.policy_version,
+            "enforcement": self.enforcement,
+        }
+        if r is not None and r.detail:
+            detail["reading_detail"] = r.detail
+        if self.override:
+            detail["override"] = {"operator": self.override.operator, "reason": self.override.reason}
+        if self.remeasure:
+            first = self.remeasure.first
+            detail["remeasure"] = {
+                "outcome": self.remeasure.outcome,
+                "first_object_c": first.object_c,
+                "first_body_c": first.body_c,
+            }
+        if self.health_code:
+            detail["health_code"] = self.health_code
+        if self.visitor_record:
+            detail["visitor_record"] = self.visitor_record
+        return {
+            "direction": self.direction,
+            "pass_id": self.pass_id,
+            "person_id": self.person_id,
+            "object_c": r.object_c if r else None,
+            "ambient_c": r.ambient_c if r else None,
+            "offset_c": r.offset_c if r else None,
+            "body_c": r.body_c if r else None,
+            "threshold_c": self.threshold_c,
+            "decision": self.decision,
+            "flagged": self.flagged,
+            "reasons": list(self.reasons),
+            "detail": detail,
+        }
+
+
+def trusted_now(wall: datetime, watermark: datetime | None) -> datetime:
+    """max(wall, watermark): the time to judge pass validity by. A clock that
+    went backwards (power cut, no RTC, tampering) cannot go below the highest
+    time the kiosk has already seen."""
+    wall = _aware(wall)
+    if watermark is None:
+        return wall
+    return max(wall, _aware(watermark))
+
+
+def decide(
+    credential: PassVerdict | None,
+    reading: Reading | RemeasureResult | None,
+    entry: RegistryEntry | None,
+    policy: Policy,
+    moment: GateMoment,
+    *,
+    threshold_c: float,
+    last_use_mono_s: float | None = None,
+    visitor: VisitorRegistration | None = None,
+    health_code: HealthCode | None = None,
+    override: Override | None = None,
+) -> Decision:
+    """Admit or deny one person. Never raises: should a bug slip through, the
+    result is a deny with ``internal_error`` (fail closed; the guard can still
+    override).
+
+    `threshold_c` is ``temperature.threshold_c`` from the config. `reading`
+    may be a `RemeasureResult`: its effective reading decides and both
+    readings go to the log. `last_use_mono_s` is when this pass last
+    passed this gate in this direction, by the same boot's monotonic clock.
+    """
+    try:
+        return _decide(
+            credential, reading, entry, policy, moment, threshold_c,
+            last_use_mono_s, visitor, health_code, override,
+        )
+    except Exception as exc:  # noqa: BLE001 - the gate must always get an answer
+        valid_override = override if _valid_override(override) else None
+        reasons = ["internal_error"] + (["guard_override"] if valid_override else [])
+        return Decision(
+            decision="admit" if valid_override else "deny",
+            flagged=False,
+            reasons=reasons,
+            guard_message="guard.override" if valid_override else "guard.internal_error",
+            public_message="public.welcome" if valid_override else "public.see_staff",
+            direction=str(getattr(moment, "direction", "?")),
+            alert=True,
+            override=valid_override,
+            message_fields={"error": f"{type(exc).__name__}: {exc}"[:200]},
+        )
+
+
+def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mono_s, visitor, health_code, override) -> Decision:
+    if not isinstance(policy, Policy):
+        policy = default_policy()
+    direction = moment.direction if moment.direction in ("in", "out") else "in"
+    entering = direction == "in"
+    now = _aware(moment.now)
+    remeasure = reading if isinstance(reading, RemeasureResult) else None
+    if remeasure is not None:
+        reading = remeasure.reading
+    if reading is not None and not isinstance(reading, Reading):
+        reading = None
+    if not isinstance(visitor, VisitorRegistration):
+        visitor = None
+    if not isinstance(entry, RegistryEntry):
+        entry = None
+
+    reasons: list[str] = []
+    trusted = isinstance(credential, PassVerdict) and credential.signature_ok
+    kind: str | None = credential.kind if trusted else None
+
+    # 1. credential
+    if credential is None:
+        if visitor is not None and entering:
+            kind = "visitor"  # registered at the gate, no pass needed
+        else:
+            reasons.append("no_credential")
+    elif not isinstance(credential, PassVerdict):
+        reasons.append("malformed")
+    elif not trusted:
+        found = [r for r in credential.reasons if r in CREDENTIAL_REASONS]
+        reasons.extend(found or ["malformed"])
+    else:
+        for reason in (*credential.reasons, *validity_reasons(credential.valid_from, credential.valid_to, now)):
+            if reason in ("expired", "not_yet_valid") and reason not in reasons:
+                reasons.append(reason)
+        if credential.site_id != moment.site_id:
+            reasons.append("wrong_site")
+
+    # 2. registry
+    if trusted and entry is not None:
+        if entry.pass_revoked:
+            reasons.append("revoked")
+        if entry.status == "moved_out":
+            reasons.append("moved_out")
+        if entry.site_id and entry.site_id != moment.site_id and "wrong_site" not in reasons:
+            reasons.append("wrong_site")
+        if (
+            not entering
+            and policy.observation_blocks_exit
+            and entry.status == "under_observation"
+            and (entry.observation_until is None or now < _aware(entry.observation_until))
+        ):
+            reasons.append("under_observation")
+
+    # 3. outsiders
+    if entering and kind == "courier":
+        reasons.append("visitor_policy")
+    elif entering and kind == "visitor" and not _visitor_allowed(policy, entry if trusted else None, visitor):
+        reasons.append("visitor_policy")
+
+    # 4. passback
+    passback = (
+        trusted
+        and _finite(last_use_mono_s)
+        and _finite(moment.mono_s)
+        and 0 <= moment.mono_s - last_use_mono_s < policy.passback_s
+    )
+    if passback:
+        reasons.append("passback")
+
+    # 5. temperature
+    check_temperature = entering or policy.check_temperature_on_exit
+    temperature_reason, flagged = _temperature(reading, threshold_c)
+    if temperature_reason and (check_temperature or temperature_reason == "fever"):
+        # On an unchecked exit only a fever is noted (flag and alert, never block).
+        reasons.append(temperature_reason)
+
+    # 6. health code
+    if entering:
+        health_reason = _health_code(policy, health_code)
+        if health_reason:
+            reasons.append(health_reason)
+
+    soft_ok = policy.enforcement == "soft" and kind in MEMBER_KINDS
+    blocking = [
+        r for r in reasons
+        if not (r in TEMPERATURE_REASONS and (not check_temperature or soft_ok))
+        and not (r == "passback" and policy.passback == "alert")
+    ]
+    notes = [r for r in reasons if r not in blocking]
+    valid_override = override if _valid_override(override) else None
+    if valid_override is not None:
+        outcome, final = "admit", [*reasons, "guard_override"]
+    elif blocking:
+        outcome, final = "deny", reasons
+    else:
+        outcome, final = "admit", notes or ["ok"]
+
+    person_known = trusted or None
+    return Decision(
+        decision=outcome,
+        flagged=flagged,
+        reasons=final,
+        guard_message=_guard_message(final, outcome, direction, kind, policy),
+        public_message=_public_message(final, outcome, direction, kind, policy),
+        direction=direction,
+        alert=flagged or bool(notes) or valid_override is not None,
+        message_fields={"dropoff": policy.courier_dropoff.as_dict()} if kind == "courier" else {},
+        kind=kind,
+        pass_id=credential.pass_id if person_known else None,
+        person_id=credential.person_id if person_known else None,
+        name=entry.name if trusted and entry else "",
+        unit=entry.unit if trusted and entry else "",
+        reading=reading,
+        remeasure=remeasure,
+        threshold_c=threshold_c,
+        override=valid_override,
+        health_code=health_code if health_code in ("green", "yellow", "red") else None,
+        visitor_record=visitor.record_id if visitor else None,
+        policy_version=policy.version,
+        enforcement=policy.enforcement,
+    )
+
+
+def _temperature(reading: Reading | None, threshold_c: float) -> tuple[str | None, bool]:
+    """(reason or None, flagged) for one reading."""
+    if reading is None:
+        return "no_reading", False
+    if reading.status != "ok":
+        known = reading.status in ("no_reading", "reading_out_of_range", "sensor_fault")
+        return (reading.status if known else "sensor_fault"), False
+    if not _finite(reading.body_c):
+        return "sensor_fault", False  # an "ok" reading without a number is a driver bug
+    if is_fever(reading.body_c, threshold_c):
+        return "fever", True
+    return None, False
+
+
+def _visitor_allowed(policy: Policy, entry: RegistryEntry | None, visitor: VisitorRegistration | None) -> bool:
+    if policy.visitor_mode == "register":
+        return visitor is not None or bool(entry and entry.visitor_registered)
+    filed_at_gate = visitor is not None and visitor.special_case and bool(visitor.filed_ref.strip())
+    return filed_at_gate or bool(entry and entry.visitor_special_case)
+
+
+def _health_code(policy: Policy, code: object) -> str | None:
+    rules = policy.health_code
+    if code not in ("green", "yellow", "red"):
+        return "health_code_missing" if rules.required else None
+    if code == "green" or getattr(rules, code) == "admit":
+        return None
+    return f"health_code_{code}"
+
+
+def _valid_override(override: object) -> bool:
+    return (
+        isinstance(override, Override)
+        and isinstance(override.operator, str)
+        and bool(override.operator.strip())
+        and isinstance(override.reason, str)
+        and bool(override.reason.strip())
+    )
+
+
+# Which reason the guard hears about first: the urgent and the discreet ones
+# lead, the routine ones follow.
+_GUARD_PRIORITY = (
+    ("under_observation", "guard.observation"),
+    ("fever", "guard.fever"),
+    ("sensor_fault", "guard.sensor_fault"),
+    ("reading_out_of_range", "guard.out_of_range"),
+    ("health_code_red", None),  # refused or sent to the guard, per policy
+    ("revoked", "guard.revoked"),
+    ("moved_out", "guard.moved_out"),
+    ("bad_signature", "guard.pass_invalid"),
+    ("malformed", "guard.pass_invalid"),
+    ("unknown_issuer", "guard.unknown_issuer"),
+    ("wrong_site", "guard.wrong_site"),
+    ("expired", "guard.expired"),
+    ("not_yet_valid", "guard.not_yet_valid"),
+    ("passback", "guard.passback"),
+    ("visitor_policy", None),  # depends on the kind and the visitor mode
+    ("health_code_yellow", None),
+    ("health_code_missing", "guard.health_code_missing"),
+    ("no_credential", "guard.no_credential"),
+    ("no_reading", "guard.no_reading"),
+    ("internal_error", "guard.internal_error"),
+)
+
+_PUBLIC = {
+    "under_observation": "public.contact_community",
+    "fever": "public.see_staff",
+    "sensor_fault": "public.see_staff",
+    "reading_out_of_range": "public.see_staff",
+    "health_code_red": "public.see_staff",
+    "health_code_yellow": "public.see_staff",
+    "health_code_missing": "public.see_staff",
+    "revoked": "public.pass_invalid",
+    "moved_out": "public.pass_invalid",
+    "bad_signature": "public.pass_invalid",
+    "malformed": "public.pass_invalid",
+    "unknown_issuer": "public.pass_invalid",
+    "wrong_site": "public.wrong_site",
+    "expired": "public.pass_expired",
+    "not_yet_valid": "public.pass_invalid",
+    "passback": "public.passback",
+    "no_credential": "public.show_pass",
+    "no_reading": "public.hold_still",
+    "internal_error": "public.see_staff",
+}
+
+
+def _guard_message(reasons: list[str], outcome: str, direction: str, kind: str | None, policy: Policy) -> str:
+    if "guard_override" in reasons:
+        return "guard.override"
+    if outcome == "admit":
+        if "fever" in reasons:
+            return "guard.fever_soft"
+        if TEMPERATURE_REASONS.intersection(reasons):
+            return "guard.no_temperature_soft"
+        if "passback" in reasons:
+            return "guard.passback_alert"
+        return "guard.admit_exit" if direction == "out" else "guard.admit"
+    for reason, key in _GUARD_PRIORITY:
+        if reason in reasons:
+            if key:
+                return key
+            if reason.startswith("health_code_"):
+                action = getattr(policy.health_code, reason.removeprefix("health_code_"))
+                return "guard.health_code_refused" if action == "deny" else "guard.health_code_check"
+            return _visitor_key("guard", kind, policy)
+    return "guard.internal_error"
+
+
+def _public_message(reasons: list[str], outcome: str, direction: str, kind: str | None, policy: Policy) -> str:
+    if outcome == "admit":
+        return "public.goodbye" if direction == "out" else "public.welcome"
+    for reason, _ in _GUARD_PRIORITY:
+        if reason in reasons:
+            return _PUBLIC.get(reason) or _visitor_key("public", kind, policy)
+    return "public.see_staff"
+
+
+def _visitor_key(audience: str, kind: str | None, policy: Policy) -> str:
+    if kind == "courier":
+        return f"{audience}.courier"
+    if policy.visitor_mode == "register":
+        return f"{audience}.visitor_register"
+    return "guard.visitor_denied" if audience == "guard" else "public.visitors_refused"
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _aware(moment: datetime) -> datetime:
+    """A naive time is UTC (the kiosk's clock module always gives aware times)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment

@@ -1,0 +1,154 @@
+"""The site's entry policy: a versioned document, data not code.
+
+The community switches rules centrally (SPEC rule 5: the 1 Feb "register"
+rule, the 9 Feb "deny" rule), so the policy is a JSON document with a
+`version`; a newer version replaces an older one. The registry pushes it
+through the sync feed; a kiosk can also read a local file
+(``[policy] file``). Until either exists the kiosk runs `default_policy()`,
+a closed-management default: hard enforcement, visitors refused unless a
+filed special case, couriers to the drop-off point, red health code refused,
+yellow sent to the guard.
+
+    policy = load_policy("policy.json")          # raises PolicyError
+    policy = newest(default_policy(), policy)    # the higher version wins
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+HealthAction = Literal["admit", "guard", "deny"]
+
+
+class LocalText(BaseModel):
+    """A text in Simplified Chinese and English, e.g. where the drop-off point is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    zh: str = Field(max_length=200)
+    en: str = Field("", max_length=200)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"zh": self.zh, "en": self.en or self.zh}
+
+
+class HealthCodeRules(BaseModel):
+    """What each health-code colour means at this gate (entry only)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    required: bool = Field(False, description="Entry needs a health code to be given")
+    # green always admits (as far as the health code goes); no setting for it.
+    yellow: HealthAction = Field("guard", description="guard: the gate stays shut until the guard checks")
+    red: HealthAction = "deny"
+
+
+class Policy(BaseModel):
+    """One version of a site's entry policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(1, ge=1, description="Newer versions replace older ones")
+    name: str = Field("closed-management default", max_length=100)
+    issued_at: datetime | None = Field(None, description="When the registry issued this version")
+    enforcement: Literal["hard", "soft"] = Field(
+        "hard",
+        description="hard: fever or a sensor failure keeps the gate shut (guard may override); "
+        "soft: admit, flag and alert",
+    )
+    visitor_mode: Literal["register", "deny"] = Field(
+        "deny",
+        description="register: normal temperature + registration record (1 Feb rule); "
+        "deny: refused unless a special case is registered and filed (9 Feb rule)",
+    )
+    courier_dropoff: LocalText = Field(
+        LocalText(zh="门口快递外卖存放点", en="the parcel and food drop-off point at the gate"),
+        description="Where couriers leave parcels; shown to them on the public screen",
+    )
+    health_code: HealthCodeRules = HealthCodeRules()
+    passback_s: float = Field(
+        30.0, ge=0.0, le=3600.0, description="Same pass, same direction within this: passback"
+    )
+    passback: Literal["deny", "alert"] = Field("deny", description="deny, or admit and alert the guard")
+    observation_blocks_exit: bool = Field(
+        True, description="People under home observation may not go out (SPEC rule 9)"
+    )
+    check_temperature_on_exit: bool = Field(
+        False, description="Also enforce the temperature rules on the way out"
+    )
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+
+class PolicyError(ValueError):
+    """A policy document that cannot be used; the message names the source and the key."""
+
+
+def default_policy() -> Policy:
+    """The closed-management default (version 1)."""
+    return Policy()
+
+
+def parse_policy(data: str | bytes | dict, source: str = "policy") -> Policy:
+    """Validate a policy document (JSON text or an already-parsed dict)."""
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"{source}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: a policy must be a JSON object")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"{source}: {loc}: unknown key")
+            else:
+                problems.append(f"{source}: {loc} = {err.get('input')!r}: {err['msg']}")
+        raise PolicyError("\n".join(problems)) from None
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read a policy JSON file. Raises PolicyError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: no such policy file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: cannot read: {exc}") from None
+    return parse_policy(text, source=path.name)
+
+
+def policy_from_settings(settings) -> Policy:
+    """The kiosk's starting policy from its config: the default with the
+    config's `[policy]` enforcement and visitor mode and `[passes]` passback
+    window, or the local policy file when one is configured."""
+    if settings.policy.file is not None:
+        return load_policy(settings.policy.file)
+    return Policy(
+        version=1,
+        name="local config",
+        enforcement=settings.policy.enforcement,
+        visitor_mode=settings.policy.visitor_mode,
+        passback_s=settings.passes.passback_s,
+    )
+
+
+def newest(*policies: Policy | None) -> Policy:
+    """The policy with the highest version (the first one on a tie)."""
+    candidates = [p for p in policies if p is not None]
+    if not candidates:
+        return default_policy()
+    best = candidates[0]
+    for policy in candidates[1:]:
+        if policy.version > best.version:
+            best = policy
+    return best
