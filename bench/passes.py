@@ -1,0 +1,89 @@
+"""How fast can a kiosk check passes? Prints verifications per second.
+
+Baseline, measured in the same run: a raw Ed25519 verify of the same signed
+bytes with `cryptography` (the floor no pass format can beat). The ratio
+shows what the pass format costs on top: parsing, base64 and the checks.
+Also timed: rejecting hostile text (no signature check needed) and a full
+verify + decide() for one arrival.
+
+    .venv/bin/python -m bench.passes [--seconds 2]
+
+A Pi 4 is several times slower than a desktop, but even a tenth of these
+figures is far above what one gate sees (a person every few seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.decision import GateMoment, RegistryEntry, decide
+from gateway.passes import PREFIX, issue_pass, key_id, verify
+from gateway.policy import default_policy
+from gateway.thermometry import Reading
+
+
+def rate(fn, seconds: float) -> float:
+    """Calls per second of fn(), over about `seconds` of wall time."""
+    n, batch = 0, 64
+    start = time.perf_counter()
+    while True:
+        for _ in range(batch):
+            fn()
+        n += batch
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    args = parser.parse_args()
+
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key()
+    keys = {key_id(key): public}
+    now = datetime(2026, 2, 10, 8, 0, tzinfo=timezone.utc)
+    text = issue_pass(
+        key, pass_id="P7K2M9QX4B", person_id="R-0301-02", site_id="site-1", kind="resident",
+        valid_from=now - timedelta(days=1), valid_to=now + timedelta(days=13),
+    )
+    body = text[len(PREFIX):]
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    signed, signature = PREFIX.encode() + raw[:-64], raw[-64:]
+    hostile = "'; DROP TABLE events; --<script>alert(1)</script>" + "A" * 100
+
+    assert verify(text, keys, now).valid
+    reading = Reading(status="ok", object_c=36.5, ambient_c=22.0, offset_c=0.0, body_c=36.5, mono_s=1.0)
+    entry = RegistryEntry(person_id="R-0301-02", site_id="site-1")
+    policy = default_policy()
+    moment = GateMoment("site-1", "in", now, 1000.0)
+
+    baseline = rate(lambda: public.verify(signature, signed), args.seconds)
+    full = rate(lambda: verify(text, keys, now), args.seconds)
+    reject = rate(lambda: verify(hostile, keys, now), args.seconds)
+    arrival = rate(
+        lambda: decide(verify(text, keys, now), reading, entry, policy, moment, threshold_c=37.3),
+        args.seconds,
+    )
+
+    print(f"pass length: {len(text)} characters")
+    rows = [
+        ("baseline: raw Ed25519 verify", baseline),
+        ("verify() of a valid pass", full),
+        ("verify() rejecting hostile text", reject),
+        ("verify() + decide() per arrival", arrival),
+    ]
+    for label, value in rows:
+        print(f"{label:<34}{value:>12,.0f} /s   ratio to baseline {value / baseline:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
