@@ -14,7 +14,7 @@ time of each, and asks `stable_reading()` after every new sample. The rules:
   hold still).
 * **Sensor fault.** A value that is not a number, or at or above 382.2 °C (the
   MLX90614 error flag: raw top bit set; 0xFFFF reads as 1037.55 °C and the
-  Adafruit driver does not check), is a ``sensor_fault``.
+  CircuitPython driver does not check), is a ``sensor_fault``.
 * **Compensation.** body = object + offset_c + table(ambient), the table being
   the optional ``temperature.compensation`` (ambient -> extra offset), linearly
   interpolated and held flat beyond its ends.
