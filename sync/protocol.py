@@ -62,8 +62,6 @@ EVENT_FIELDS = (
 # A snapshot that has started but not finished: the kiosk restarts it.
 SNAPSHOT_IN_PROGRESS = "snapshot"
 
-StreamId = str
-Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
 def utcnow() -> datetime:

@@ -1,0 +1,295 @@
+"""`checkpoint registry ...`: run the community server and manage what it holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+# Same as sync.server.db.DEFAULT_DB_URL; not imported so `--help` stays fast.
+DEFAULT_DB_URL = "sqlite:///var/registry.db"
+DB_HELP = "database URL (default sqlite:///var/registry.db; postgresql://user@host/db for PostgreSQL)"
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=DEFAULT_DB_URL, help=DB_HELP)
+
+
+def _parser(sub, name: str, help: str, example: str, handler) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                       epilog=f"example: {example}")
+    _add_db(p)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2026-02-01") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    reg = sub.add_parser(
+        "registry",
+        help="the community registry server: serve, gates, people, keys, reports",
+        description="The community registry server and the staff commands that fill it.",
+        epilog="example: checkpoint registry serve --port 8700",
+    )
+    actions = reg.add_subparsers(dest="registry_action", metavar="ACTION", required=True)
+
+    p = _parser(actions, "serve", "run the registry server", "checkpoint registry serve --db sqlite:///var/registry.db --port 8700", run_serve)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8700, help="port (default 8700)")
+
+    gate = actions.add_parser("gate", help="enrol, revoke and list gates",
+                              description="Enrol, revoke and list gates.",
+                              epilog="example: checkpoint registry gate add --site site-1 east-1")
+    gate_actions = gate.add_subparsers(dest="gate_action", metavar="ACTION", required=True)
+    p = _parser(gate_actions, "add", "enrol a gate and print its token once",
+                "checkpoint registry gate add --site site-1 east-1 > east-1.token", run_gate_add)
+    p.add_argument("--site", required=True, help="the site (community) id")
+    p.add_argument("name", help="the gate's id, as in its config's [gate] id")
+    p = _parser(gate_actions, "revoke", "revoke a gate's token (its data stays)",
+                "checkpoint registry gate revoke --site site-1 east-1", run_gate_revoke)
+    p.add_argument("--site", required=True)
+    p.add_argument("name")
+    p = _parser(gate_actions, "list", "list gates as JSON lines", "checkpoint registry gate list --site site-1",
+                run_gate_list)
+    p.add_argument("--site")
+
+    staff = actions.add_parser("staff", help="staff API tokens", description="Staff API tokens.",
+                               epilog="example: checkpoint registry staff add wang")
+    staff_actions = staff.add_subparsers(dest="staff_action", metavar="ACTION", required=True)
+    p = _parser(staff_actions, "add", "create a staff member's API token and print it once",
+                "checkpoint registry staff add wang", run_staff_add)
+    p.add_argument("name")
+    p = _parser(staff_actions, "revoke", "revoke a staff member's tokens", "checkpoint registry staff revoke wang",
+                run_staff_revoke)
+    p.add_argument("name")
+
+    person = actions.add_parser("person", help="residents in the registry", description="Residents in the registry.",
+                                epilog="example: checkpoint registry person add --site site-1 --name 张三 --unit 3-2-101 p-001")
+    person_actions = person.add_subparsers(dest="person_action", metavar="ACTION", required=True)
+    p = _parser(person_actions, "add", "add or update a resident",
+                "checkpoint registry person add --site site-1 --name 张三 --unit 3-2-101 p-001", run_person_add)
+    p.add_argument("--site", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--unit", default="")
+    p.add_argument("--status", choices=["active", "moved_out"], default="active")
+    p.add_argument("--observation-until", type=_day, help="last day of home observation (YYYY-MM-DD)")
+    p.add_argument("--risk", choices=["green", "yellow", "red"])
+    p.add_argument("--returnee", action="store_true", help="returned from elsewhere")
+    p.add_argument("person_id")
+    p = _parser(person_actions, "observe", "start or end (--until none) a home observation period",
+                "checkpoint registry person observe --site site-1 --until 2026-02-14 p-001", run_person_observe)
+    p.add_argument("--site", required=True)
+    p.add_argument("--until", required=True, help="YYYY-MM-DD, or 'none' to end it")
+    p.add_argument("--risk", choices=["green", "yellow", "red"])
+    p.add_argument("person_id")
+
+    p = _parser(actions, "revoke-pass", "revoke a pass at a site's gates",
+                "checkpoint registry revoke-pass --site site-1 --reason lost ps-123", run_revoke_pass)
+    p.add_argument("--site", required=True)
+    p.add_argument("--reason", default="")
+    p.add_argument("pass_id")
+
+    key = actions.add_parser("key", help="issuer public keys pushed to gates", description="Issuer public keys.",
+                             epilog="example: checkpoint registry key add --site site-1 --pub keys/issuer.pub")
+    key_actions = key.add_subparsers(dest="key_action", metavar="ACTION", required=True)
+    p = _parser(key_actions, "add", "publish an issuer public key to a site's gates (site * for all)",
+                "checkpoint registry key add --site site-1 --pub keys/issuer.pub", run_key_add)
+    p.add_argument("--site", required=True)
+    p.add_argument("--pub", required=True, type=Path, help="the issuer.pub PEM file")
+
+    p = _parser(actions, "policy", "publish a site's policy document (JSON with an integer version)",
+                "checkpoint registry policy --site site-1 --file policy.json", run_policy)
+    p.add_argument("--site", required=True)
+    p.add_argument("--file", required=True, type=Path)
+
+    report = actions.add_parser("report", help="reports for the street office", description="Reports.",
+                                epilog="example: checkpoint registry report daily --site site-1 --date 2026-02-01")
+    report_actions = report.add_subparsers(dest="report_action", metavar="ACTION", required=True)
+    p = _parser(report_actions, "daily", "print one site's report for one day",
+                "checkpoint registry report daily --site site-1 --date 2026-02-01 --format csv", run_report_daily)
+    p.add_argument("--site", required=True)
+    p.add_argument("--date", required=True, type=_day, help="YYYY-MM-DD")
+    p.add_argument("--format", choices=["json", "csv", "xlsx"], default="json")
+    p.add_argument("--tz", default="Asia/Shanghai", help="the day's time zone (default Asia/Shanghai)")
+    p.add_argument("--out", type=Path, help="write to this file instead of stdout")
+
+
+def _db(args):
+    from sync.server.db import open_database
+    from sync.server.schema import migrate
+
+    try:
+        db = open_database(args.db)
+    except ValueError as exc:
+        from gateway.cli import CliError
+
+        raise CliError(str(exc), 2) from None
+    migrate(db)
+    return db
+
+
+def _fail(exc: Exception):
+    from gateway.cli import CliError
+
+    raise CliError(str(exc)) from None
+
+
+def run_serve(args) -> int:
+    import uvicorn
+
+    from sync.server import create_app
+
+    db = _db(args)
+    app = create_app(db=db)
+    print(f"registry: serving {args.db} on http://{args.host}:{args.port} (API docs at /api/docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def run_gate_add(args) -> int:
+    from sync.server import auth
+
+    try:
+        gate, token = auth.add_gate(_db(args), args.site, args.name)
+    except auth.EnrolmentError as exc:
+        _fail(exc)
+    print(f"enrolled gate {gate.name} (id {gate.id}) at site {gate.site_id}; its token follows, "
+          "shown only this once - put it in the kiosk's [sync] token_file", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def run_gate_revoke(args) -> int:
+    from sync.server import auth
+
+    try:
+        gate = auth.revoke_gate(_db(args), args.site, args.name)
+    except auth.EnrolmentError as exc:
+        _fail(exc)
+    print(f"revoked gate {gate.name} (id {gate.id}) at site {gate.site_id}")
+    return 0
+
+
+def run_gate_list(args) -> int:
+    from sync.server import auth
+
+    for row in auth.list_gates(_db(args), args.site):
+        print(json.dumps(row, default=str, ensure_ascii=False))
+    return 0
+
+
+def run_staff_add(args) -> int:
+    from sync.server import auth
+
+    member, token = auth.add_staff(_db(args), args.name)
+    print(f"staff member {member.name} (id {member.id}); token follows, shown only this once", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def run_staff_revoke(args) -> int:
+    from sync.server import auth
+
+    try:
+        auth.revoke_staff(_db(args), args.name)
+    except auth.EnrolmentError as exc:
+        _fail(exc)
+    print(f"revoked staff member {args.name}")
+    return 0
+
+
+def run_person_add(args) -> int:
+    from sync.server import registry
+
+    try:
+        payload = registry.add_person(_db(args), args.site, args.person_id, name=args.name, unit=args.unit,
+                                      status=args.status, observation_until=args.observation_until,
+                                      risk=args.risk, returnee=args.returnee, by="cli")
+    except registry.RegistryError as exc:
+        _fail(exc)
+    print(json.dumps({"person_id": args.person_id, **payload}, ensure_ascii=False))
+    return 0
+
+
+def run_person_observe(args) -> int:
+    from sync.server import registry
+
+    until = None if args.until.lower() == "none" else _day(args.until)
+    try:
+        payload = registry.set_observation(_db(args), args.site, args.person_id, until, risk=args.risk, by="cli")
+    except registry.RegistryError as exc:
+        _fail(exc)
+    print(json.dumps({"person_id": args.person_id, **payload}, ensure_ascii=False))
+    return 0
+
+
+def run_revoke_pass(args) -> int:
+    from sync.server import registry
+
+    payload = registry.revoke_pass(_db(args), args.site, args.pass_id, args.reason, by="cli")
+    print(json.dumps({"pass_id": args.pass_id, **payload}, ensure_ascii=False))
+    return 0
+
+
+def run_key_add(args) -> int:
+    from sync.server import registry
+
+    try:
+        pem = args.pub.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{args.pub}: cannot read: {exc}")
+    try:
+        kid = registry.add_key(_db(args), args.site, pem, by="cli")
+    except registry.RegistryError as exc:
+        _fail(f"{args.pub}: {exc}")
+    print(json.dumps({"kid": kid, "site": args.site}))
+    return 0
+
+
+def run_policy(args) -> int:
+    from sync.server import registry
+
+    try:
+        document = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _fail(f"{args.file}: {exc}")
+    if not isinstance(document, dict):
+        _fail(f"{args.file}: a policy document is a JSON object")
+    try:
+        version = registry.set_policy(_db(args), args.site, document, by="cli")
+    except registry.RegistryError as exc:
+        _fail(f"{args.file}: {exc}")
+    print(json.dumps({"site": args.site, "version": version}))
+    return 0
+
+
+def run_report_daily(args) -> int:
+    from sync.server.reports import ReportError, daily_report, report_csv, report_xlsx
+
+    try:
+        report = daily_report(_db(args), args.site, args.date, args.tz)
+    except ReportError as exc:
+        _fail(exc)
+    if args.format == "json":
+        data = (json.dumps(report, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    elif args.format == "csv":
+        data = report_csv(report).encode("utf-8")
+    else:
+        data = report_xlsx(report)
+        if args.out is None and sys.stdout.isatty():
+            _fail("xlsx is binary: use --out FILE or redirect stdout")
+    if args.out:
+        args.out.write_bytes(data)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0
