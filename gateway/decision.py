@@ -78,6 +78,7 @@ REASON_CODES = (
     "internal_error",
 )
 TEMPERATURE_REASONS = frozenset({"fever", "no_reading", "reading_out_of_range", "sensor_fault"})
+DISCREET_REASONS = frozenset({"under_observation"})
 CREDENTIAL_REASONS = frozenset({"malformed", "bad_signature", "unknown_issuer"})
 # Kinds that live or work here: SOFT enforcement may admit them despite a
 # temperature problem. Everyone else needs a normal reading.
@@ -162,6 +163,12 @@ class Decision:
     @property
     def admitted(self) -> bool:
         return self.decision == "admit"
+
+    @property
+    def guard_reasons(self) -> list[str]:
+        """The reasons the guard screen may show: home observation stays
+        undisclosed even to the guard (SPEC rule 9); the log keeps it."""
+        return [r for r in self.reasons if r not in DISCREET_REASONS]
 
     @property
     def operator(self) -> str | None:

@@ -255,6 +255,25 @@ def test_public_texts_never_reveal_health_details():
             assert decision.public_message in ("public.see_staff", "public.contact_community")
 
 
+def test_guard_is_not_told_about_home_observation():
+    case = next(c for c in CASES if c.name == "under observation, exit")
+    decision = run(case)
+    assert decision.reasons == ["under_observation"] and decision.guard_reasons == []
+    assert text(decision.guard_message, "zh") == "不予放行，请联系社区"
+
+
+@given(st.integers(min_value=3400, max_value=4299), st.integers(min_value=-100, max_value=100))
+@settings(max_examples=300, deadline=None)
+def test_decide_flags_exactly_from_37_3(body_centi, offset_centi):
+    # The loop's arithmetic: raw object + offset in floats, as the sensor gives it.
+    object_c = (body_centi - offset_centi) / 100
+    body = object_c + offset_centi / 100
+    reading = replace(NORMAL, object_c=object_c, offset_c=offset_centi / 100, body_c=body)
+    decision = decide(credential(), reading, RESIDENT, HARD, GateMoment(SITE, "in", T0, 1000.0), threshold_c=37.3)
+    assert decision.flagged is (body_centi >= 3730)
+    assert (decision.decision == "deny") is (body_centi >= 3730)
+
+
 def test_messages_are_chinese_first_with_english():
     for key, texts in MESSAGES.items():
         assert list(texts) == ["zh", "en"], key
