@@ -1,0 +1,748 @@
+"""The running checkpoint: frames, readings, decisions, relay, journal, screen.
+
+    app = build_app(load_config("gate.toml"))
+    app.start(); app.serve()      # blocks; Ctrl-C or SIGTERM stops it
+    app.stop()
+
+One person goes through `Checkpoint` like this:
+
+1. the newest camera frame (older ones are dropped, never queued);
+2. the QR text in it (unchanged frames are skipped by the scanner);
+3. `passes.verify` against the issuer keys at the *trusted* now, and the
+   person's entry in the registry copy;
+4. a stable thermometer reading (`thermometry.stable_reading`), waiting up to
+   `temperature.reading_timeout_s`: half-way the screen asks the person to
+   come closer and hold still; at the end the reading is ``no_reading``;
+5. `decision.decide()`;
+6. the decision is **committed to the journal** (``in_flight``);
+7. only then the relay, buzzer, lights, screen and sync are told, and the
+   journal marks the decision as actuated.
+
+A pass still in view after its decision is not decided again (so it cannot
+trigger passback by lingering); once it has left the view for
+`VIEW_GONE_S`, showing it again is a new scan. Someone standing at the
+thermometer without showing a pass for `reading_timeout_s` is a
+``no_credential`` decision, with their temperature, so a fever is caught
+even without a pass. A thermometer, camera or disk fault fails closed for
+automatic entry and shows on the screen; the guard's override still opens
+the gate and is logged with the operator and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable
+
+from drivers.errors import DriverError
+from gateway import health as healthmod
+from gateway import messages
+from gateway.clock import kernel_clock_synced
+from gateway.config import Settings
+from gateway.decision import (
+    Decision,
+    GateMoment,
+    Override,
+    RegistryEntry,
+    VisitorRegistration,
+    decide,
+)
+from gateway.journal import Journal, JournalWriteError, decision_record
+from gateway.passes import PassVerdict, load_public_keys, verify
+from gateway.policy import Policy, newest, parse_policy, policy_from_settings, PolicyError
+from gateway.screen.state import ScreenState
+from gateway.thermometry import Reading, remeasure, sensor_fault, stable_reading, timed_out
+
+log = logging.getLogger(__name__)
+
+VIEW_GONE_S = 1.0  # a pass unseen this long has left the view
+PRESENCE_GONE_S = 1.0  # no stable reading this long: the person at the thermometer has left
+CHINA_TZ = timezone(timedelta(hours=8))  # registry dates (observation_until) are local dates
+SAMPLE_SILENCE_S = 1.5  # no new thermometer sample for this long while measuring: a fault
+
+
+@dataclass
+class _Pending:
+    """A person being measured: their pass (if any) and when it was first seen."""
+
+    text: str | None
+    verdict: PassVerdict | None
+    started: float
+    direction: str
+    entry: RegistryEntry | None
+    health_code: str | None
+    sample_from: float
+    remeasure_of: int | None = None
+    first_reading: Reading | None = None
+    operator: str | None = None
+
+
+@dataclass
+class _Context:
+    """What a committed decision was about: for re-measure and override."""
+
+    text: str | None
+    verdict: PassVerdict | None
+    entry: RegistryEntry | None
+    health_code: str | None
+    reading: Reading | None
+    direction: str
+    flagged: bool
+
+
+@dataclass
+class Checkpoint:
+    """The per-person loop. `run(stop)` on a thread; guard actions from any thread."""
+
+    settings: Settings
+    journal: Journal
+    camera: Any
+    sampler: Any
+    scanner: Any
+    outputs: Any
+    state: ScreenState
+    keys: dict
+    policy: Policy
+    mono: Callable[[], float] = time.monotonic
+    sync_trigger: Callable[[], None] | None = None
+    listeners: list[Callable[[dict, Decision | None], None]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._lock = threading.RLock()
+        self._pending: _Pending | None = None
+        self._frame_seq = 0
+        self._last_texts: list[str] = []
+        self._visible_text: str | None = None
+        self._visible_at = 0.0
+        self._decided_text: str | None = None
+        self._presence_since: float | None = None
+        self._presence_seen = 0.0
+        self._presence_decided = False
+        self._last_use: dict[tuple[str, str], float] = {}
+        self._contexts: dict[int, _Context] = {}
+        self.direction = self.settings.gate.direction if self.settings.gate.direction != "both" else "in"
+        self.journal_error: str | None = None
+        self.decisions = 0
+        t = self.settings.temperature
+        self._window_s = t.min_samples / t.sample_hz
+        self._lookback_s = self._window_s + 2.0 / t.sample_hz
+
+    # --- the loop ---------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.step()
+            except DriverError as exc:  # a device failed mid-step: the health tick shows it
+                log.debug("step: %s", exc)
+                stop.wait(0.1)
+
+    def step(self, timeout: float = 0.1) -> None:
+        """Process the next frame (or, without one, advance the timers)."""
+        frame = self.camera.wait_frame(after_seq=self._frame_seq, timeout=timeout)
+        now = self.mono()
+        texts = self._last_texts
+        if frame is not None:
+            self._frame_seq = frame.seq
+            scanned = self.scanner.scan(frame.image)
+            if scanned is not None:  # None: unchanged frame, same texts as before
+                texts = self._last_texts = scanned
+        elif self.camera.latest() is None:
+            texts = self._last_texts = []  # camera down: nothing is in view
+        with self._lock:
+            self._track_view(texts, now)
+            if self._pending is None and self._visible_text and self._visible_text != self._decided_text:
+                self._start(self._visible_text, now)
+            if self._pending is not None:
+                self._advance(now)
+            else:
+                self._watch_presence(now)
+
+    def _track_view(self, texts: list[str], now: float) -> None:
+        text = self._choose(texts)
+        if text is not None:
+            if text != self._visible_text:
+                self._visible_text = text
+            self._visible_at = now
+        elif self._visible_text is not None and now - self._visible_at >= VIEW_GONE_S:
+            self._visible_text = None
+            self._decided_text = None
+
+    def _choose(self, texts: list[str]) -> str | None:
+        """Several codes in view: keep the one already being handled, else the first."""
+        if not texts:
+            return None
+        for text in texts:
+            if text in (self._visible_text, self._decided_text):
+                return text
+        return texts[0]
+
+    def _start(self, text: str, now: float) -> None:
+        verdict = verify(text, self.keys, self.journal.trusted_now())
+        entry, health_code = registry_entry(self.journal, verdict, self.journal.trusted_now())
+        self._pending = _Pending(
+            text=text, verdict=verdict, started=now, direction=self.direction, entry=entry,
+            health_code=health_code, sample_from=now - self._lookback_s,
+        )
+        self.state.show_measuring()
+
+    def _reading(self, pending: _Pending, now: float, *, final: bool) -> Reading | None:
+        ok, why = self.sampler.health()
+        if not ok:
+            return sensor_fault(why, mono_s=now)
+        samples = self.sampler.samples(pending.sample_from)
+        newest_sample = samples[-1].mono_s if samples else None
+        if now - pending.started > SAMPLE_SILENCE_S and (newest_sample is None or now - newest_sample > SAMPLE_SILENCE_S):
+            return sensor_fault(f"no thermometer samples for {SAMPLE_SILENCE_S:g} s", mono_s=now)
+        reading = stable_reading(samples, self.settings.temperature)
+        if reading is not None:
+            return reading
+        if final:
+            return timed_out(samples, self.settings.temperature)
+        return None
+
+    def _advance(self, now: float) -> None:
+        pending = self._pending
+        elapsed = now - pending.started
+        timeout = self.settings.temperature.reading_timeout_s
+        reading = self._reading(pending, now, final=elapsed >= timeout)
+        if reading is None:
+            prompt = "prompt.remeasure" if pending.remeasure_of else None
+            if elapsed >= timeout / 2:
+                prompt = "prompt.hold_still"
+            self.state.show_measuring(prompt)
+            return
+        self._pending = None
+        self._decide_and_act(pending, reading, now)
+
+    def _watch_presence(self, now: float) -> None:
+        """Someone at the thermometer without a pass: decide ``no_credential`` once."""
+        samples = self.sampler.samples(now - self._lookback_s)
+        reading = stable_reading(samples, self.settings.temperature)
+        if reading is None or reading.status == "sensor_fault":
+            if self._presence_since is not None and now - self._presence_seen >= PRESENCE_GONE_S:
+                self._presence_since, self._presence_decided = None, False
+                if self.state.phase == "measuring":
+                    self.state.show_idle()
+            return
+        self._presence_seen = now
+        if self._presence_since is None:
+            self._presence_since = now
+        if self._presence_decided or self._visible_text:
+            return
+        if now - self._presence_since >= self.settings.temperature.reading_timeout_s:
+            pending = _Pending(None, None, self._presence_since, self.direction, None, None, self._presence_since)
+            self._decide_and_act(pending, reading, now)
+
+    # --- decide, commit, act -------------------------------------------------------------
+
+    def _moment(self, direction: str, now: float) -> GateMoment:
+        return GateMoment(site_id=self.settings.gate.site, direction=direction,
+                          now=self.journal.trusted_now(), mono_s=now)
+
+    def _decide_and_act(self, pending: _Pending, reading: Reading, now: float) -> None:
+        used_reading: Any = reading
+        if pending.remeasure_of is not None and pending.first_reading is not None and pending.first_reading.ok:
+            used_reading = remeasure(pending.first_reading, reading if reading.ok else None, self.settings.temperature)
+        last_use = None
+        if pending.verdict is not None and pending.verdict.pass_id and pending.remeasure_of is None:
+            last_use = self._last_use.get((pending.verdict.pass_id, pending.direction))
+        decision = decide(
+            pending.verdict, used_reading, pending.entry, self.policy, self._moment(pending.direction, now),
+            threshold_c=self.settings.temperature.threshold_c, last_use_mono_s=last_use,
+            health_code=pending.health_code,
+        )
+        detail = {"remeasure_of": pending.remeasure_of} if pending.remeasure_of else {}
+        event = self._commit(decision, kind="decision", operator=pending.operator, extra_detail=detail)
+        self._decided_text = pending.text
+        self._presence_decided = True
+        if event is None:
+            return
+        if decision.admitted and decision.pass_id:
+            self._last_use[(decision.pass_id, pending.direction)] = now
+        self._remember(event["seq"], _Context(pending.text, pending.verdict, pending.entry, pending.health_code,
+                                              decision.reading, pending.direction, decision.flagged))
+
+    def _commit(self, decision: Decision, *, kind: str, operator: str | None = None,
+                extra_detail: dict | None = None, must_open: bool = False) -> dict | None:
+        """Journal first, then the gate. Returns the event, or None if it could not be logged.
+
+        An unlogged automatic decision is not acted on (fail closed). A guard
+        override (`must_open`) opens even then: no failure may lock a
+        resident out, and the guard is told the log is missing.
+        """
+        record = decision.to_record()
+        record["detail"] = {**record["detail"], **(extra_detail or {})}
+        record.update(kind=kind, gate=self.settings.gate.id, operator=operator or decision.operator)
+        try:
+            event = self.journal.append(record, in_flight=True)
+            self.journal_error = None
+        except JournalWriteError as exc:
+            self.journal_error = str(exc)
+            log.error("decision not logged (%s): %s", exc, json.dumps(record, ensure_ascii=False, default=str))
+            if must_open:
+                self._actuate(decision)
+                self.state.show_decision({**self._view(decision, {"seq": None, "time": _iso_now()}, kind, operator),
+                                          "unlogged": True})
+                return {"seq": None, "unlogged": True}
+            self.state.show_decision(self._view(
+                Decision(decision="deny", flagged=decision.flagged, reasons=["journal_fault"],
+                         guard_message="guard.internal_error", public_message="public.see_staff",
+                         direction=decision.direction, reading=decision.reading),
+                {"seq": None, "time": _iso_now()}, kind, operator))
+            return None
+        self._actuate(decision)
+        self.state.show_decision(self._view(decision, event, kind, operator))
+        self.decisions += 1
+        for listener in list(self.listeners):
+            try:
+                listener(event, decision)
+            except Exception:  # noqa: BLE001 - a printer or stats hook must not stop the gate
+                log.exception("decision listener failed")
+        self.journal.actuated(event["seq"])
+        if decision.flagged and self.sync_trigger is not None:
+            self.sync_trigger()  # a fever goes to the server at once
+        return event
+
+    def _actuate(self, decision: Decision) -> None:
+        try:
+            if decision.admitted:
+                self.outputs.open_for(self.settings.outputs.open_s)
+            self.outputs.signal("fever" if decision.flagged else decision.decision)
+        except DriverError as exc:
+            log.error("gate outputs failed: %s", exc)
+
+    def _view(self, decision: Decision, event: dict, kind: str, operator: str | None) -> dict:
+        fields = dict(decision.message_fields)
+        r = decision.reading
+        return {
+            "seq": event.get("seq"),
+            "time": event.get("time"),
+            "kind": kind,
+            "decision": decision.decision,
+            "flagged": decision.flagged,
+            "reasons": list(decision.reasons),
+            "pass_id": decision.pass_id,
+            "person_id": decision.person_id,
+            "pass_kind": decision.kind,
+            "person": {"name": decision.name, "unit": decision.unit} if (decision.name or decision.unit) else None,
+            "reading": None if r is None or r.object_c is None else {
+                "object_c": r.object_c, "ambient_c": r.ambient_c, "offset_c": r.offset_c,
+                "body_c": r.body_c, "threshold_c": decision.threshold_c,
+            },
+            "guard_text": {lang: messages.text(decision.guard_message, lang, **fields) for lang in messages.LANGUAGES},
+            "public_text": {lang: messages.text(decision.public_message, lang, **fields) for lang in messages.LANGUAGES},
+            "operator": operator or decision.operator,
+            "note": (decision.override.reason if decision.override else None),
+        }
+
+    def _remember(self, seq: int, context: _Context) -> None:
+        self._contexts[seq] = context
+        while len(self._contexts) > 50:
+            self._contexts.pop(next(iter(self._contexts)))
+
+    # --- guard actions (called from the screen's threads) ------------------------------------
+
+    def set_direction(self, direction: str) -> None:
+        if direction not in ("in", "out"):
+            raise ValueError(f"direction must be in or out, not {direction!r}")
+        with self._lock:
+            self.direction = direction
+
+    def guard_open(self, operator: str, reason: str, note: str, for_seq: int | None) -> dict:
+        """Open the gate by hand; logged with the operator, reason and the decision it overrides."""
+        with self._lock:
+            ctx = self._contexts.get(for_seq) if for_seq else None
+            now = self.mono()
+            why = reason + (f": {note}" if note else "")
+            decision = decide(
+                ctx.verdict if ctx else None, ctx.reading if ctx else None, ctx.entry if ctx else None,
+                self.policy, self._moment(ctx.direction if ctx else self.direction, now),
+                threshold_c=self.settings.temperature.threshold_c, health_code=ctx.health_code if ctx else None,
+                override=Override(operator=operator, reason=why),
+            )
+            detail = {"override_reason": reason, "note": note, "for_seq": for_seq}
+            event = self._commit(decision, kind="override", operator=operator, extra_detail=detail, must_open=True)
+            if decision.pass_id and not event.get("unlogged"):
+                self._last_use[(decision.pass_id, decision.direction)] = now
+            return event
+
+    def request_remeasure(self, operator: str, for_seq: int | None) -> dict:
+        """Measure the person of decision `for_seq` again; the result is a new decision."""
+        with self._lock:
+            ctx = self._contexts.get(for_seq) if for_seq else None
+            if ctx is None:
+                raise LookupError(f"no recent decision {for_seq}")
+            event = self.journal.append({"kind": "remeasure", "gate": self.settings.gate.id, "operator": operator,
+                                         "pass_id": ctx.verdict.pass_id if ctx.verdict else None,
+                                         "person_id": ctx.verdict.person_id if ctx.verdict else None,
+                                         "detail": {"for_seq": for_seq}})
+            now = self.mono()
+            self._pending = _Pending(
+                text=ctx.text, verdict=ctx.verdict, started=now, direction=ctx.direction, entry=ctx.entry,
+                health_code=ctx.health_code, sample_from=now, remeasure_of=for_seq,
+                first_reading=ctx.reading if ctx.flagged else None, operator=operator,
+            )
+            self.state.show_measuring("prompt.remeasure")
+            return event
+
+    def admit_visitor(self, operator: str, visitor: dict) -> dict:
+        """A visitor registered by the guard: decide with the policy, then act."""
+        with self._lock:
+            now = self.mono()
+            reading = stable_reading(self.sampler.samples(now - self._lookback_s), self.settings.temperature)
+            if reading is None or not reading.ok:
+                # Measured by the guard with a handheld thermometer: the body value as written.
+                reading = Reading(status="ok", body_c=visitor["temperature_c"], offset_c=0.0,
+                                  detail="entered by the guard", mono_s=now)
+            registration = VisitorRegistration(record_id=str(visitor.get("event_seq")),
+                                               special_case=bool(visitor.get("special_case")),
+                                               filed_ref=visitor.get("filed_ref") or "")
+            decision = decide(None, reading, None, self.policy, self._moment(self.direction, now),
+                              threshold_c=self.settings.temperature.threshold_c, visitor=registration)
+            event = self._commit(decision, kind="decision", operator=operator,
+                                 extra_detail={"visitor": visitor.get("name")})
+            if event is None:
+                raise JournalWriteError(self.journal_error or "journal unavailable")
+            return event
+
+    # --- health -------------------------------------------------------------------------
+
+    def health(self, sync_status: dict | None = None) -> dict[str, dict]:
+        s = self.settings
+        therm_ok, therm_why = self.sampler.health()
+        cam_ok, cam_why = self.camera.health()
+        try:
+            disk = self.journal.disk_status(s.journal.min_free_mb)
+            free, low = disk.free_bytes, disk.low
+        except OSError as exc:
+            free, low = None, True
+            self.journal_error = self.journal_error or str(exc)
+        return {
+            "thermometer": healthmod.device(therm_ok, therm_why, "health.thermometer.fault"),
+            "camera": healthmod.device(cam_ok, cam_why, "health.camera.fault"),
+            "disk": healthmod.disk(free, low, self.journal_error),
+            "clock": healthmod.clock(kernel_clock_synced()),
+            "registry": healthmod.registry(self.journal.registry_synced_at(), healthmod.utcnow(),
+                                           s.sync.staleness_limit_h if s.sync else None),
+            "sync": healthmod.sync(s.sync is not None, self.journal.pending_count(), sync_status),
+        }
+
+
+def registry_entry(journal: Journal, verdict: PassVerdict | None, now: datetime) -> tuple[RegistryEntry | None, str | None]:
+    """What the registry copy says about a verified pass: (entry, health code)."""
+    if verdict is None or not verdict.signature_ok or not verdict.person_id:
+        return None, None
+    person = journal.registry_get("person", verdict.person_id)
+    revoked = journal.registry_get("revocation", verdict.pass_id) is not None if verdict.pass_id else False
+    case = journal.registry_get("visitor_case", verdict.person_id) if verdict.kind == "visitor" else None
+    if case and case.get("valid_until") and _parse_until(case["valid_until"]) <= now:
+        case = None
+    if person is None and not revoked and case is None:
+        return None, None
+    person = person or {}
+    until = _parse_until(person.get("observation_until"))
+    status = "active"
+    if person.get("status") == "moved_out":
+        status = "moved_out"
+    elif until is not None and now < until:
+        status = "under_observation"
+    risk = person.get("risk")
+    return RegistryEntry(
+        person_id=verdict.person_id,
+        site_id=person.get("site"),
+        status=status,
+        observation_until=until,
+        pass_revoked=revoked,
+        name=str(person.get("name") or ""),
+        unit=str(person.get("unit") or ""),
+        visitor_special_case=case is not None,
+    ), (risk if risk in ("green", "yellow", "red") else None)
+
+
+def _parse_until(value: Any) -> datetime | None:
+    """An ISO date means "through that day" (China time); a datetime is taken as is."""
+    if not value:
+        return None
+    try:
+        if isinstance(value, str) and len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ) + timedelta(days=1)
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        log.warning("registry date %r is not ISO 8601; ignored", value)
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _iso_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+
+@dataclass
+class App:
+    """Everything one kiosk runs, built by `build_app` and started in order."""
+
+    settings: Settings
+    journal: Journal
+    hardware: Any
+    sampler: Any
+    checkpoint: Checkpoint
+    state: ScreenState
+    actions: Any
+    screen: Any
+    sync_worker: Any = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _jpeg: tuple[int, bytes | None] = (0, None)
+    _started: bool = False
+
+    def start(self) -> "App":
+        """Start devices, the loop, housekeeping and sync; the relay is closed first."""
+        if self._started:
+            return self
+        self._started = True
+        self.hardware.outputs.close_gate()
+        self.hardware.camera.start()
+        self.sampler.start()
+        self._spawn("checkpoint", self.checkpoint.run, self.stop_event)
+        self._spawn("housekeeping", self._housekeeping)
+        if self.sync_worker is not None:
+            self.sync_worker.start()
+        log.info("checkpoint %s started (%s hardware)", self.settings.gate.id, self.settings.hardware.kind)
+        return self
+
+    def stop(self) -> None:
+        """Stop everything in reverse order; the relay ends closed."""
+        self.stop_event.set()
+        self.screen.state.deps.stopping.set()
+        if self.sync_worker is not None:
+            _quietly(self.sync_worker.stop)
+        for thread in reversed(self._threads):
+            thread.join(timeout=5)
+        self._threads.clear()
+        _quietly(self.hardware.outputs.close_gate)
+        _quietly(self.sampler.stop)
+        _quietly(self.hardware.camera.stop)
+        _quietly(self.hardware.outputs.close)
+        _quietly(self.journal.close)
+        self._started = False
+
+    def serve(self, host: str | None = None, port: int | None = None, *, until: threading.Event | None = None) -> None:
+        """Serve the guard screen until Ctrl-C / SIGTERM (or `until` is set); blocks."""
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.screen, host=host or self.settings.screen.host, port=port or self.settings.screen.port,
+            log_level="warning", timeout_graceful_shutdown=2, access_log=False,
+        )
+        server = uvicorn.Server(config)
+        if until is not None:
+            def watch():
+                until.wait()
+                server.should_exit = True
+            threading.Thread(target=watch, name="serve-until", daemon=True).start()
+        server.run()
+
+    def camera_jpeg(self) -> bytes | None:
+        """The newest frame as a JPEG for the screen (encoded once per frame)."""
+        import cv2
+
+        frame = self.hardware.camera.latest()
+        if frame is None:
+            return None
+        seq, cached = self._jpeg
+        if seq == frame.seq and cached is not None:
+            return cached
+        image = frame.image
+        height, width = image.shape[:2]
+        if width > 640:  # the screen shows it small; encode less
+            image = cv2.resize(image, (640, int(height * 640 / width)), interpolation=cv2.INTER_AREA)
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        jpeg = data.tobytes() if ok else None
+        self._jpeg = (frame.seq, jpeg)
+        return jpeg
+
+    def _spawn(self, name: str, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _housekeeping(self) -> None:
+        """Once a second: health and expiry. Every 30 s: counts, keys and policy. Hourly: purge."""
+        health_log = healthmod.HealthLog()
+        tick = 0
+        while not self.stop_event.wait(1.0 if tick else 0.0):
+            self.state.expire()
+            status = _quietly(self.sync_worker.status) if self.sync_worker is not None else None
+            health = self.checkpoint.health(status)
+            health_log.update(health)
+            self.state.set_health(health)
+            if tick % 30 == 0:
+                self.state.set_counts(counts_today(self.journal))
+                self._refresh_registry()
+            if tick % 3600 == 1800:
+                _quietly(self.journal.purge)
+            tick += 1
+
+    def _refresh_registry(self) -> None:
+        """Issuer keys and the policy may arrive through the registry feed."""
+        keys = load_keys(self.settings, self.journal)
+        policy = current_policy(self.settings, self.journal)
+        with self.checkpoint._lock:
+            self.checkpoint.keys = keys
+            if policy.version != self.checkpoint.policy.version:
+                log.info("policy version %d (%s) now in force", policy.version, policy.name)
+            self.checkpoint.policy = policy
+        self.state.policy.update(enforcement=policy.enforcement, visitor_mode=policy.visitor_mode)
+
+
+def load_keys(settings: Settings, journal: Journal) -> dict:
+    """Issuer keys from the config plus those the registry pushed."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from gateway.passes import key_id
+
+    keys = load_public_keys(settings.passes.issuer_keys)
+    for kid, payload in journal.registry_all("key").items():
+        try:
+            key = load_pem_public_key(str(payload.get("public_pem", "")).encode())
+        except (ValueError, TypeError):
+            log.warning("registry key %s is not a PEM public key; ignored", kid)
+            continue
+        if isinstance(key, Ed25519PublicKey):
+            keys[key_id(key)] = key
+    return keys
+
+
+def current_policy(settings: Settings, journal: Journal) -> Policy:
+    """The config's policy, unless the registry pushed a newer version for this site."""
+    local = policy_from_settings(settings)
+    pushed = journal.registry_get("policy", settings.gate.site)
+    if pushed is None:
+        return local
+    try:
+        return newest(local, parse_policy(pushed, source="registry policy"))
+    except PolicyError as exc:
+        log.warning("%s", exc)
+        return local
+
+
+def counts_today(journal: Journal) -> dict[str, int]:
+    """Today's counts by the kiosk's local calendar day."""
+    now = datetime.now().astimezone()
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return journal.counts_for_day(start, start + timedelta(days=1))
+
+
+def restore_screen(state: ScreenState, journal: Journal, policy: Policy) -> None:
+    """After a restart: recent decisions, unacknowledged fever alerts, today's counts."""
+    fields = {"dropoff": policy.courier_dropoff.as_dict()}
+    events = journal.recent(200, kinds=("decision", "override", "fever_ack"))
+    acked = {e["detail"].get("seq") for e in events if e["kind"] == "fever_ack"}
+    day_start = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+    views = []
+    alerts = []
+    for event in events:
+        if event["kind"] == "fever_ack":
+            continue
+        detail = event.get("detail") or {}
+        view = {
+            "seq": event["seq"], "time": event["time"], "kind": event["kind"], "decision": event["decision"],
+            "flagged": event["flagged"], "reasons": event["reasons"], "pass_id": event["pass_id"],
+            "person_id": event["person_id"], "pass_kind": detail.get("kind"), "person": None,
+            "reading": None if event["object_c"] is None else {
+                "object_c": event["object_c"], "ambient_c": event["ambient_c"], "offset_c": event["offset_c"],
+                "body_c": event["body_c"], "threshold_c": event["threshold_c"]},
+            "guard_text": {lang: messages.text(detail.get("guard_message", ""), lang, **fields) for lang in messages.LANGUAGES},
+            "public_text": {lang: messages.text(detail.get("public_message", ""), lang, **fields) for lang in messages.LANGUAGES},
+            "operator": event["operator"], "note": detail.get("note"),
+        }
+        views.append(view)
+        recent_enough = datetime.fromisoformat(event["time"]) >= day_start
+        if event["flagged"] and event["seq"] not in acked and recent_enough:
+            alerts.append(view)
+    state.set_recent(views)
+    state.set_alerts(list(reversed(alerts)))
+    state.set_counts(counts_today(journal))
+
+
+def build_hardware(settings: Settings):
+    """The devices the config names (drivers.hardware decides real or fake, by name)."""
+    from drivers.hardware import build_hardware as build
+
+    return build(settings)
+
+
+def start_sync(settings: Settings, journal: Journal):
+    """The background sync worker when `[sync]` is configured and sync/client.py exists."""
+    if settings.sync is None:
+        return None
+    try:
+        from sync.client import SyncWorker
+    except ImportError:
+        log.warning("[sync] is configured but this build has no sync client; events stay queued")
+        return None
+    return SyncWorker(journal, settings)
+
+
+def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: bool = True) -> App:
+    """Wire one kiosk: journal, devices, loop, guard screen, sync. Nothing runs until `start()`.
+
+    Raises PassKeyError for unreadable issuer keys and JournalWriteError when
+    the journal cannot be opened for writing (both are start-up failures).
+    """
+    from drivers.qr import Scanner
+    from drivers.thermometer import ThermometerSampler
+    from gateway.screen.actions import GuardActions
+    from gateway.screen.app import ScreenDeps, create_app
+
+    journal = Journal.open(settings.journal.path, clock=clock, retention_days=settings.journal.retention_days)
+    interrupted = journal.recover_interrupted()
+    if interrupted:
+        log.warning("decision %s was interrupted by a crash before the gate acted; logged as seq %s",
+                    interrupted["detail"]["seq"], interrupted["seq"])
+    hardware = hardware or build_hardware(settings)
+    hardware.outputs.close_gate()  # a reboot never leaves the gate open
+    keys = load_keys(settings, journal)
+    policy = current_policy(settings, journal)
+    t = settings.temperature
+    sampler = ThermometerSampler(hardware.thermometer, hz=t.sample_hz, keep_s=max(10.0, t.reading_timeout_s + 2))
+    state = ScreenState(
+        gate={"id": settings.gate.id, "name": settings.gate.name or settings.gate.id, "site": settings.gate.site,
+              "direction": settings.gate.direction, "threshold_c": t.threshold_c},
+        rules=list(settings.gate.rules),
+        policy={"enforcement": policy.enforcement, "visitor_mode": policy.visitor_mode},
+    )
+    restore_screen(state, journal, policy)
+    sync_worker = start_sync(settings, journal) if enable_sync else None
+    checkpoint = Checkpoint(
+        settings=settings, journal=journal, camera=hardware.camera, sampler=sampler,
+        scanner=Scanner(settings.qr.backend), outputs=hardware.outputs, state=state, keys=keys, policy=policy,
+        sync_trigger=getattr(sync_worker, "trigger", None),
+    )
+    actions = GuardActions(journal=journal, state=state, control=checkpoint, gate_id=settings.gate.id,
+                           pin=settings.screen.pin, threshold_c=t.threshold_c,
+                           visitor_mode=lambda: checkpoint.policy.visitor_mode)
+    actions.restore_shift()
+    app = App(settings=settings, journal=journal, hardware=hardware, sampler=sampler, checkpoint=checkpoint,
+              state=state, actions=actions, screen=None, sync_worker=sync_worker)
+    app.screen = create_app(ScreenDeps(state=state, actions=actions, pin=settings.screen.pin,
+                                       language=settings.screen.language, camera_jpeg=app.camera_jpeg))
+    return app
+
+
+def _quietly(fn, *args):
+    """Shutdown and status steps: a failing one is logged, the rest still run."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001
+        log.exception("%s failed", getattr(fn, "__qualname__", fn))
+        return None

@@ -1,0 +1,17 @@
+// The queue's screen: admit, or "please see the staff". Never a temperature or a reason.
+"use strict";
+function renderPublic(s) {
+  const panel = el("public");
+  let cls = "idle", word = t("public.title"), sub = "";
+  if (s.phase === "measuring") { cls = "measuring"; word = t("measuring"); sub = s.prompt ? t(s.prompt) : ""; }
+  else if (s.phase === "decided" && s.current) {
+    cls = s.current.decision === "admit" ? "admit" : "deny";
+    word = t(s.current.public);
+  }
+  panel.className = "public-panel " + cls;
+  setText("public-word", word);
+  setText("public-sub", sub);
+  setText("public-rules", s.rules.join("　·　"));
+}
+renderPublic(window.INITIAL);
+liveStream("public", renderPublic, () => {});
