@@ -339,7 +339,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
         cwd=cwd, capture_output=True, text=True, timeout=60,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TZ": "Asia/Shanghai"},
+        # TZ in POSIX form (China time, UTC+8) needs no tz database on the machine.
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TZ": "CST-8"},
     )
 
 
@@ -391,7 +392,7 @@ def test_pass_verify_exit_codes_and_at(cli_keys):
     assert verdict["person_id"] == "V-001" and verdict["kind"] == "visitor"
     assert verdict["valid_from"] == "2026-02-01T00:00:00Z"
 
-    # No UTC offset: local time (TZ=Asia/Shanghai here), so 07:59 is before the start.
+    # No UTC offset: local time (UTC+8 here), so 07:59 is before the start.
     early = cli("pass", "verify", "--pub", "keys/issuer.pub", "--at", "2026-02-01T07:59", text, cwd=cli_keys)
     assert early.returncode == 1 and json.loads(early.stdout)["reasons"] == ["not_yet_valid"]
 
