@@ -35,6 +35,8 @@ def _zone(name: str) -> ZoneInfo:
 
 def daily_report(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> dict:
     zone = _zone(tz)
+    if not 2000 <= day.year <= 2200:  # event times are int64 nanoseconds
+        raise ReportError(f"date {day} is out of range (2000-2200)")
     start = datetime.combine(day, time(0), zone)
     lo, hi = to_ns(start.astimezone(timezone.utc)), to_ns((start + timedelta(days=1)).astimezone(timezone.utc))
     in_day = (events.c.site_id == site_id, events.c.event_time_ns >= lo, events.c.event_time_ns < hi)
