@@ -207,10 +207,13 @@ def render_frame(text: str | None, width: int = 640, height: int = 480, **kwargs
 
 
 def sample_pass_text(seed: int, length: int = 150) -> str:
-    """A pass-shaped string (version prefix, base64url body, signature) for tests."""
+    """A pass-shaped string ("CP1:" + base64url, like gateway.passes) for tests.
+
+    Unsigned: it has the size and alphabet of a real pass, which is what
+    decoding depends on; real passes come from gateway.passes.
+    """
     import base64
 
     rng = np.random.default_rng(seed)
     body = base64.urlsafe_b64encode(rng.bytes(length)).decode().rstrip("=")
-    head, tail = body[: length - 4 - 44], body[-43:]
-    return f"CP1.{head}.{tail}"[:length]
+    return f"CP1:{body}"[:length]
