@@ -44,6 +44,7 @@ from gateway import messages
 from gateway.clock import kernel_clock_synced
 from gateway.config import Settings
 from gateway.decision import (
+    DISCREET_REASONS,
     Decision,
     GateMoment,
     Override,
@@ -110,6 +111,8 @@ class Checkpoint:
     mono: Callable[[], float] = time.monotonic
     sync_trigger: Callable[[], None] | None = None
     listeners: list[Callable[[dict, Decision | None], None]] = field(default_factory=list)
+    view_gone_s: float = VIEW_GONE_S
+    presence_gone_s: float = PRESENCE_GONE_S
 
     def __post_init__(self):
         self._lock = threading.RLock()
@@ -168,7 +171,7 @@ class Checkpoint:
             if text != self._visible_text:
                 self._visible_text = text
             self._visible_at = now
-        elif self._visible_text is not None and now - self._visible_at >= VIEW_GONE_S:
+        elif self._visible_text is not None and now - self._visible_at >= self.view_gone_s:
             self._visible_text = None
             self._decided_text = None
 
@@ -224,7 +227,7 @@ class Checkpoint:
         samples = self.sampler.samples(now - self._lookback_s)
         reading = stable_reading(samples, self.settings.temperature)
         if reading is None or reading.status == "sensor_fault":
-            if self._presence_since is not None and now - self._presence_seen >= PRESENCE_GONE_S:
+            if self._presence_since is not None and now - self._presence_seen >= self.presence_gone_s:
                 self._presence_since, self._presence_decided = None, False
                 if self.state.phase == "measuring":
                     self.state.show_idle()
@@ -325,7 +328,8 @@ class Checkpoint:
             "kind": kind,
             "decision": decision.decision,
             "flagged": decision.flagged,
-            "reasons": list(decision.reasons),
+            # Home observation stays undisclosed even to the guard (SPEC rule 9).
+            "reasons": decision.guard_reasons,
             "pass_id": decision.pass_id,
             "person_id": decision.person_id,
             "pass_kind": decision.kind,
@@ -656,7 +660,8 @@ def restore_screen(state: ScreenState, journal: Journal, policy: Policy) -> None
         detail = event.get("detail") or {}
         view = {
             "seq": event["seq"], "time": event["time"], "kind": event["kind"], "decision": event["decision"],
-            "flagged": event["flagged"], "reasons": event["reasons"], "pass_id": event["pass_id"],
+            "flagged": event["flagged"], "pass_id": event["pass_id"],
+            "reasons": [r for r in event["reasons"] if r not in DISCREET_REASONS],
             "person_id": event["person_id"], "pass_kind": detail.get("kind"), "person": None,
             "reading": None if event["object_c"] is None else {
                 "object_c": event["object_c"], "ambient_c": event["ambient_c"], "offset_c": event["offset_c"],

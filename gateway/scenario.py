@@ -61,7 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 log = logging.getLogger(__name__)
 
 MAX_ARRIVALS = 10_000
-NOBODY_GAP_S = 1.3  # between arrivals nobody is in view: longer than the loop's VIEW_GONE_S
+NOBODY_MARGIN_S = 0.3  # between arrivals nobody is in view for the loop's view_gone_s plus this
 DEFAULT_AMBIENT_C = 22.0
 
 
@@ -93,6 +93,14 @@ class _TemplateBox(_Strict):
     pass_: PassTemplate = Field(alias="pass")
 
 
+class Expect(_Strict):
+    """What an arrival should lead to; the example tests check it."""
+
+    decision: Literal["admit", "deny"]
+    reasons: list[str] | None = None
+    flagged: bool = False
+
+
 class Arrival(_Strict):
     at: float = Field(ge=0, le=7 * 86400, description="Seconds from the start")
     qr: str | _TemplateBox | None = Field(None, description="Pass text, a pass template, or null")
@@ -101,7 +109,7 @@ class Arrival(_Strict):
     sensor: Literal["ok", "fault"] = "ok"
     direction: Literal["in", "out"] | None = None
     note: str = Field("", max_length=200, description="What this arrival shows (for people reading the file)")
-    expect: str | None = Field(None, description="Optional: the decision you expect (admit/deny), for readers")
+    expect: Expect | None = Field(None, description="Optional: the decision this arrival should get")
 
     @model_validator(mode="after")
     def _temperature(self):
@@ -305,8 +313,8 @@ class ScenarioPlayer:
     Each arrival appears at `at / speed` seconds (or when the previous person
     has been decided, whichever is later), stays until the loop has decided
     (or `reading_timeout_s` + 2 s have passed), then leaves; between people
-    nobody is in view for `NOBODY_GAP_S`, so one person's readings never
-    count for the next.
+    nobody is in view for longer than the loop needs to see them gone, so one
+    person's pass or readings never count for the next.
     """
 
     def __init__(self, app, scenario: Scenario, *, speed: float = 1.0, repeat: bool = False,
@@ -358,9 +366,10 @@ class ScenarioPlayer:
             self._show(index, arrival)
             if not self._wait_for_decision(stop):
                 log.warning("arrival %d (at %.1f s): no decision within the timeout", index, arrival.at)
-            stop.wait(max(0.3, 1.0 / self.speed))  # the person walks through
+            stop.wait(max(0.15, 1.0 / self.speed))  # the person walks through
             self._nobody()
-            settle_until = time.monotonic() + NOBODY_GAP_S
+            gone = max(self.app.checkpoint.view_gone_s, self.app.checkpoint.presence_gone_s)
+            settle_until = time.monotonic() + gone + NOBODY_MARGIN_S
             self.played += 1
 
     def _show(self, index: int, arrival: Arrival) -> None:

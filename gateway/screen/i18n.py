@@ -1,8 +1,9 @@
 """Words on the guard screen, in Simplified Chinese (default) and English.
 
-Everything a person reads is here, keyed by a short name; reason codes from
-the decision core have two texts each: what the guard sees (`reason.*`) and
-what the queue sees (`public.*`, which never mentions health or status).
+Everything a person reads on the screen's own chrome is here, keyed by a
+short name, with the reason codes of the decision core in words (`reason.*`).
+What to do about a decision (`guard.*`) and what the queue sees (`public.*`,
+never a health detail) come from `gateway.messages` with each decision.
 The page receives the whole catalogue for its language as JSON and renders
 codes itself, so server-sent updates stay language-neutral.
 """
@@ -185,16 +186,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     # --- what the queue sees ------------------------------------------------------------
     "public.admit": ("请通行", "Please go ahead"),
     "public.see_staff": ("请到工作人员处", "Please see the staff"),
-    "public.no_reading": ("请靠近测温，保持不动", "Come close and hold still"),
-    "public.no_credential": ("请出示通行证", "Please show your pass"),
-    "public.courier": ("快递外卖请放至指定位置", "Deliveries: please use the drop-off point"),
-    "public.sensor_fault": ("请到工作人员处测温", "Please see the staff for a temperature check"),
 }
-
-# Reasons the queue may be told plainly; anything else is "please see the staff".
-_PUBLIC_PLAIN = {"no_reading": "public.no_reading", "no_credential": "public.no_credential",
-                 "courier": "public.courier", "sensor_fault": "public.sensor_fault"}
-
 
 def catalogue(lang: str) -> dict[str, str]:
     """Every text for one language (the page gets this as JSON)."""
@@ -213,16 +205,6 @@ def text(key: str, lang: str = "zh", **values) -> str:
 
 def reason_text(code: str, lang: str = "zh") -> str:
     return text(f"reason.{code}", lang) if f"reason.{code}" in _MESSAGES else code
-
-
-def public_key(decision: str, flagged: bool, reasons: list[str]) -> str:
-    """The message key the queue sees: never a health detail or a status."""
-    if decision == "admit" and not flagged:
-        return "public.admit"
-    for code in reasons:
-        if code in _PUBLIC_PLAIN and not flagged:
-            return _PUBLIC_PLAIN[code]
-    return "public.see_staff"
 
 
 def pick_language(requested: str | None, default: str = "zh") -> str:

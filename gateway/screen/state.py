@@ -15,7 +15,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.screen.i18n import public_key
 
 RECENT_LIMIT = 12
 DECISION_SHOWN_S = 8.0  # how long a decision stays big on screen before "waiting"
@@ -69,7 +68,6 @@ class ScreenState:
     def show_decision(self, view: dict[str, Any], shown_s: float = DECISION_SHOWN_S) -> None:
         """A committed decision (or override): big on screen, top of the recent list."""
         with self._lock:
-            view = {**view, "public": public_key(view["decision"], view.get("flagged", False), view.get("reasons", []))}
             self.phase, self.prompt, self.current = "decided", None, view
             self.current_until = time.monotonic() + shown_s
             self.recent.appendleft(view)
@@ -141,8 +139,9 @@ class ScreenState:
             if view == "public":
                 current = None
                 if self.current:
-                    current = {"decision": self.current["decision"], "public": self.current["public"],
-                               "seq": self.current.get("seq")}
+                    # The queue sees admit or a neutral message: never a reading, a name or a reason.
+                    current = {"decision": self.current["decision"], "seq": self.current.get("seq"),
+                               "public_text": self.current.get("public_text")}
                 return {"version": self.version, "view": "public", "gate": self.gate, "phase": self.phase,
                         "prompt": self.prompt, "current": current, "rules": self.rules, "paused": self.paused}
             return {

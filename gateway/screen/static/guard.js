@@ -19,7 +19,11 @@ function renderDecision(s) {
     const cur = s.current;
     cls = cur.flagged ? "fever" : cur.decision;
     word = decisionWord(cur);
-    reason = (cur.reasons || []).filter((r) => r !== "ok" || cur.reasons.length === 1).map(reasonText).join("；");
+    // What to do (from the decision core), then the reasons in words.
+    const what = cur.guard_text ? (cur.guard_text[window.LANG] || cur.guard_text.zh) : "";
+    const why = (cur.reasons || []).filter((r) => r !== "ok").map(reasonText).join("；");
+    reason = what && why && what !== why ? what + "（" + why + "）" : (what || why);
+    if (cur.unlogged) reason += " — " + t("done.override_unlogged");
     const bits = [];
     if (cur.person && cur.person.name) bits.push(cur.person.name);
     if (cur.person && cur.person.unit) bits.push(cur.person.unit);

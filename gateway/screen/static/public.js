@@ -6,7 +6,8 @@ function renderPublic(s) {
   if (s.phase === "measuring") { cls = "measuring"; word = t("measuring"); sub = s.prompt ? t(s.prompt) : ""; }
   else if (s.phase === "decided" && s.current) {
     cls = s.current.decision === "admit" ? "admit" : "deny";
-    word = t(s.current.public);
+    const text = s.current.public_text || {};
+    word = text[window.LANG] || text.zh || t(s.current.decision === "admit" ? "public.admit" : "public.see_staff");
   }
   panel.className = "public-panel " + cls;
   setText("public-word", word);
