@@ -131,7 +131,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, raw_events:
             good.append((seq, raw, record))
             result.results.append({"seq": seq, "status": "accepted"})
 
-        new_anchors = _store_anchors(conn, stream_id, good)
+        new_anchors = _store_anchors(conn, db.insert, stream_id, good)
         anchors = _anchors_for(conn, {r.boot_id for _, _, r in good if not r.clock_synced})
         rows, alert_rows = [], []
         for seq, raw, record in good:
@@ -179,7 +179,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, raw_events:
     return result
 
 
-def _store_anchors(conn, stream_id: str, good) -> dict[str, tuple[int, int]]:
+def _store_anchors(conn, db_insert, stream_id: str, good) -> dict[str, tuple[int, int]]:
     """Insert this batch's clock anchors; returns boot_id -> first (mono_ns, server_ns)."""
     rows, first = [], {}
     for seq, _raw, record in good:
@@ -190,7 +190,8 @@ def _store_anchors(conn, stream_id: str, good) -> dict[str, tuple[int, int]]:
                      "mono_ns": record.mono_ns, "server_time_ns": server_ns})
         first.setdefault(record.boot_id, (record.mono_ns, server_ns))
     if rows:
-        conn.execute(clock_anchors.insert(), rows)
+        # Idempotent: a server restored from a backup may already hold them.
+        conn.execute(db_insert(clock_anchors).on_conflict_do_nothing(), rows)
     return first
 
 
