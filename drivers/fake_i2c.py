@@ -120,6 +120,11 @@ class FakeMLX90614Bus:
         with self._state_lock:
             self._glitches.extend([(kind, register)] * count)
 
+    def clear_glitches(self) -> None:
+        """Drop glitches queued with fail_next that have not happened yet."""
+        with self._state_lock:
+            self._glitches.clear()
+
     def set_absent(self, absent: bool) -> None:
         """Unplug (True) or replug (False) the chip."""
         with self._state_lock:

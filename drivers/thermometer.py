@@ -7,6 +7,8 @@ nothing. This wrapper adds what a screening gate needs:
 - values outside the chip's measuring ranges are a `BadSample`;
 - `OSError` from the bus (errno 121 NACK, 5 EIO, 110 timeout) is retried with a
   short backoff, then reported as `SensorUnavailable` with the error attached;
+- a bus lock that never frees is an ETIMEDOUT error, not a hang (the
+  Adafruit bus device spins forever);
 - a failed constructor probe is a state (`available`, `last_error`), and later
   reads try to reconnect. An outage is logged once, and the recovery once.
 
@@ -16,6 +18,7 @@ a Reading. `ThermometerSampler` takes timestamped samples at a steady rate.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -59,6 +62,37 @@ class _UnprobedMLX90614(adafruit_mlx90614.MLX90614):
         self.buf = bytearray(2)
 
 
+class _LockTimeoutBus:
+    """The bus, with a deadline on acquiring its lock.
+
+    adafruit_bus_device's I2CDevice spins on `try_lock()` with no timeout, so
+    a lock held elsewhere would hang the read and burn a core. After
+    `timeout_s` of failed attempts this raises OSError(ETIMEDOUT), which the
+    retry logic treats like any other bus error.
+    """
+
+    def __init__(self, bus, timeout_s: float):
+        self._bus = bus
+        self._timeout_s = timeout_s
+        self._waiting_since: float | None = None
+
+    def try_lock(self) -> bool:
+        if self._bus.try_lock():
+            self._waiting_since = None
+            return True
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        elif now - self._waiting_since > self._timeout_s:
+            self._waiting_since = None
+            raise OSError(errno.ETIMEDOUT, f"I2C bus lock not free after {self._timeout_s:g} s")
+        time.sleep(0.001)  # the driver's own loop sleeps 0: do not spin a core while waiting
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self._bus, name)
+
+
 def _raw_word(celsius: float) -> int:
     # The driver returns raw * 0.02 - 273.15; undo that to see the word's flags.
     return round((celsius + 273.15) / 0.02)
@@ -74,9 +108,11 @@ class MLX90614Thermometer:
         retries: int = 3,
         *,
         backoff_s: float = 0.01,
+        lock_timeout_s: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.i2c = i2c
+        self._bus = _LockTimeoutBus(i2c, lock_timeout_s)
         self.address = address
         self.retries = retries
         self.backoff_s = backoff_s
@@ -96,13 +132,13 @@ class MLX90614Thermometer:
 
     def _connect(self) -> None:
         try:
-            self._sensor = adafruit_mlx90614.MLX90614(self.i2c, self.address)
+            self._sensor = adafruit_mlx90614.MLX90614(self._bus, self.address)
             return
         except ValueError as exc:  # the driver's "No I2C device at address"
             probe_error: BaseException = exc
         except OSError as exc:
             probe_error = exc
-        sensor = _UnprobedMLX90614(self.i2c, self.address)
+        sensor = _UnprobedMLX90614(self._bus, self.address)
         try:
             sensor.ambient_temperature
         except OSError:

@@ -7,6 +7,8 @@ import time
 
 import adafruit_mlx90614
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.errors import BadSample, DriverError, SensorUnavailable
 from drivers.fake_i2c import FakeMLX90614Bus, celsius_to_raw, smbus_pec
@@ -207,3 +209,39 @@ def test_sampler_takes_timestamped_samples_and_survives_faults():
     assert sampler.bad_samples == 2
     assert sampler.health() == (True, "ok")
     assert sampler.samples(since_mono_s=times[-1]) == [samples[-1]]
+
+
+def test_a_bus_lock_that_never_frees_is_an_error_not_a_hang():
+    bus = FakeMLX90614Bus(36.6, 21.3)
+    thermo = MLX90614Thermometer(bus, retries=1, backoff_s=0.0, lock_timeout_s=0.05)
+    assert bus.try_lock()  # someone else holds the bus
+    with pytest.raises(SensorUnavailable) as info:
+        thermo.read()
+    assert info.value.__cause__.errno == errno.ETIMEDOUT
+    bus.unlock()
+    assert thermo.read() == (36.61, 21.29)
+
+
+GLITCH = st.sampled_from(["error_flag", "ffff", "nack", "absent", "bad_pec"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    object_c=st.floats(-60, 370, allow_nan=False),
+    ambient_c=st.floats(-39, 124, allow_nan=False),
+    glitches=st.lists(st.tuples(GLITCH, st.integers(1, 6), st.sampled_from([None, 0x06, 0x07])), max_size=6),
+)
+def test_any_glitch_sequence_gives_true_values_or_a_driver_error(object_c, ambient_c, glitches):
+    bus = FakeMLX90614Bus(object_c, ambient_c)
+    thermo = MLX90614Thermometer(bus, retries=2, backoff_s=0.0)
+    for kind, count, register in glitches:
+        bus.fail_next(kind, count, register=register)
+    for _ in range(12):
+        try:
+            obj, amb = thermo.read()
+        except DriverError:
+            continue
+        # never a glitch dressed up as a temperature: within one LSB of the truth
+        assert abs(obj - object_c) <= 0.021 and abs(amb - ambient_c) <= 0.021
+    bus.clear_glitches()  # whatever is left over, the sensor then recovers
+    assert thermo.read() == (pytest.approx(object_c, abs=0.021), pytest.approx(ambient_c, abs=0.021))
