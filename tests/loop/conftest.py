@@ -81,3 +81,39 @@ def play(sim_settings):
     yield run
     for app in apps:
         app.stop()
+
+
+@pytest.fixture
+def kiosk(sim_settings, issue):
+    """A started kiosk on fake hardware; the test drives its fake camera and thermometer."""
+    from gateway.loop import build_app
+
+    app = build_app(sim_settings)
+    app.checkpoint.view_gone_s = app.checkpoint.presence_gone_s = 0.25
+    app.relay_pin = app.hardware.outputs.relay.pin
+    app.hardware.thermometer.set(21.0, 22.0)  # nobody there
+    app.start()
+    yield app
+    app.stop()
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
+    """Poll `predicate` until it is truthy; returns its value or fails the test."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {getattr(predicate, '__name__', predicate)}")
+
+
+@pytest.fixture
+def issue(sim_settings):
+    """issue(person, **template) -> a genuinely signed pass text from the demo issuer."""
+    from gateway.scenario import DemoIssuer, PassTemplate
+
+    issuer = DemoIssuer.for_settings(sim_settings)
+    return lambda person, **kw: issuer.sign(PassTemplate(person=person, **kw))
