@@ -3,6 +3,8 @@
 `adafruit_mlx90614.MLX90614` reads the RAM words and converts them, but checks
 nothing. This wrapper adds what a screening gate needs:
 
+- each word is read with its SMBus PEC byte and checked (`pec=True`, the
+  default); a corrupted transfer is retried like a NACK;
 - a word with the error flag (bit 15) or 0xFFFF is a `BadSample`, not 1037 °C;
 - values outside the chip's measuring ranges are a `BadSample`;
 - `OSError` from the bus (errno 121 NACK, 5 EIO, 110 timeout) is retried with a
@@ -30,7 +32,7 @@ import adafruit_mlx90614
 from adafruit_bus_device.i2c_device import I2CDevice
 
 from drivers.errors import BadSample, SensorUnavailable
-from drivers.fake_i2c import MLX90614_ADDRESS, REG_TOBJ1, FakeMLX90614Bus
+from drivers.fake_i2c import MLX90614_ADDRESS, REG_TOBJ1, FakeMLX90614Bus, smbus_pec
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,33 @@ class _LockTimeoutBus:
         return getattr(self._bus, name)
 
 
+class _PecCheckedMLX90614(adafruit_mlx90614.MLX90614):
+    """The Adafruit driver, reading each word with its SMBus PEC byte and checking it.
+
+    The stock `_read_16` reads 2 of the 3 bytes the chip sends, so a bit
+    flipped on a long cable can read as a plausible wrong temperature, which
+    for a fever screen is worse than no reading. This reads LSB, MSB, PEC and
+    raises OSError(EBADMSG) on a mismatch, which the caller retries. The
+    conversion and the public properties stay the library's.
+    """
+
+    def __init__(self, i2c_bus, address: int = MLX90614_ADDRESS, probe: bool = True) -> None:
+        if probe:
+            super().__init__(i2c_bus, address)
+        else:  # see _UnprobedMLX90614
+            self._device = I2CDevice(i2c_bus, address, probe=False)
+        self.buf = bytearray(3)
+
+    def _read_16(self, register: int) -> int:
+        address = self._device.device_address
+        with self._device as i2c:
+            i2c.write_then_readinto(bytes([register]), self.buf)
+        lsb, msb, pec = self.buf
+        if smbus_pec(bytes([address << 1, register, address << 1 | 1, lsb, msb])) != pec:
+            raise OSError(errno.EBADMSG, f"PEC mismatch reading register 0x{register:02x}")
+        return msb << 8 | lsb
+
+
 def _raw_word(celsius: float) -> int:
     # The driver returns raw * 0.02 - 273.15; undo that to see the word's flags.
     return round((celsius + 273.15) / 0.02)
@@ -109,9 +138,11 @@ class MLX90614Thermometer:
         *,
         backoff_s: float = 0.01,
         lock_timeout_s: float = 0.2,
+        pec: bool = True,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.i2c = i2c
+        self.pec = pec
         self._bus = _LockTimeoutBus(i2c, lock_timeout_s)
         self.address = address
         self.retries = retries
@@ -132,13 +163,19 @@ class MLX90614Thermometer:
 
     def _connect(self) -> None:
         try:
-            self._sensor = adafruit_mlx90614.MLX90614(self._bus, self.address)
+            if self.pec:
+                self._sensor = _PecCheckedMLX90614(self._bus, self.address)
+            else:
+                self._sensor = adafruit_mlx90614.MLX90614(self._bus, self.address)
             return
         except ValueError as exc:  # the driver's "No I2C device at address"
             probe_error: BaseException = exc
         except OSError as exc:
             probe_error = exc
-        sensor = _UnprobedMLX90614(self._bus, self.address)
+        if self.pec:
+            sensor = _PecCheckedMLX90614(self._bus, self.address, probe=False)
+        else:
+            sensor = _UnprobedMLX90614(self._bus, self.address)
         try:
             sensor.ambient_temperature
         except OSError:

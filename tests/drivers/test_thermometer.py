@@ -245,3 +245,28 @@ def test_any_glitch_sequence_gives_true_values_or_a_driver_error(object_c, ambie
         assert abs(obj - object_c) <= 0.021 and abs(amb - ambient_c) <= 0.021
     bus.clear_glitches()  # whatever is left over, the sensor then recovers
     assert thermo.read() == (pytest.approx(object_c, abs=0.021), pytest.approx(ambient_c, abs=0.021))
+
+
+def test_a_corrupted_transfer_is_caught_by_the_pec_and_retried():
+    thermo = FakeThermometer(36.6, 21.3, retries=3)
+    thermo.fail_next("bad_pec", 2)
+    assert thermo.read() == (36.61, 21.29)
+    log = [entry for entry in thermo.bus.log if entry[0] == "wr"]
+    assert all(len(entry[3]) == 3 for entry in log)  # LSB, MSB and the PEC byte
+
+
+def test_persistent_pec_errors_make_the_sensor_unavailable():
+    thermo = FakeThermometer(36.6, 21.3, retries=1)
+    thermo.fail_next("bad_pec", 2)
+    with pytest.raises(SensorUnavailable) as info:
+        thermo.read()
+    assert info.value.__cause__.errno == errno.EBADMSG
+    assert "PEC mismatch reading register 0x07" in str(info.value)
+
+
+def test_without_pec_the_stock_two_byte_read_is_used():
+    bus = FakeMLX90614Bus(36.6, 21.3)
+    thermo = MLX90614Thermometer(bus, pec=False)
+    bus.fail_next("bad_pec")
+    assert thermo.read() == (36.61, 21.29)  # a corrupted PEC goes unnoticed
+    assert all(len(entry[3]) == 2 for entry in bus.log if entry[0] == "wr")
