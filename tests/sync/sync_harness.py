@@ -163,6 +163,9 @@ class FaultProxy:
     def stop(self) -> None:
         async def close():
             self._aserver.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -181,38 +184,36 @@ class FaultProxy:
                 return
             fault = self._choose()
             self.counts[fault] += 1
-            if fault == "error_500":
-                writer.write(_canned(500, "Internal Server Error"))
-                return
-            if fault == "rate_429":
-                writer.write(_canned(429, "Too Many Requests", {"Retry-After": "0"}))
-                return
-            if fault == "restart":
-                # The connection dies with the server, as with a real restart.
-                await asyncio.get_running_loop().run_in_executor(None, self._restart)
-                return
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
-            response = await self._forward(request)
-            if response is None:
-                return
-            if fault == "drop_after_commit":
-                return
-            if fault == "error_500_after_commit":
-                writer.write(_canned(500, "Internal Server Error"))
-                return
-            if fault == "stall":
-                await asyncio.sleep(self.stall_s)
-                return
-            writer.write(response)
-        except (ConnectionError, asyncio.IncompleteReadError):
+            reply = await self._act(fault, request)
+            if reply:
+                writer.write(reply)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
-            try:
-                await writer.drain()
-                writer.close()
-            except (ConnectionError, RuntimeError):
-                pass
+            writer.close()
+
+    async def _act(self, fault: str, request: bytes) -> bytes | None:
+        """What the client gets back: a reply, or None for a dropped connection."""
+        if fault == "error_500":
+            return _canned(500, "Internal Server Error")
+        if fault == "rate_429":
+            return _canned(429, "Too Many Requests", {"Retry-After": "0"})
+        if fault == "restart":
+            # The connection dies with the server, as with a real restart.
+            await asyncio.get_running_loop().run_in_executor(None, self._restart)
+            return None
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        response = await self._forward(request)
+        if response is None or fault == "drop_after_commit":
+            return None
+        if fault == "error_500_after_commit":
+            return _canned(500, "Internal Server Error")
+        if fault == "stall":
+            await asyncio.sleep(self.stall_s)
+            return None
+        return response
 
     def _restart(self) -> None:
         with self._restart_lock:
