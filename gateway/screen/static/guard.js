@@ -12,7 +12,7 @@ function decisionWord(cur) {
 
 function renderDecision(s) {
   const box = el("decision");
-  let cls = "idle", word = t("waiting"), reason = t("waiting.hint"), person = "";
+  let cls = "idle", word = t("waiting"), reason = t("waiting.hint"), person = "", whyLine = "";
   if (s.phase === "measuring") {
     cls = "measuring"; word = t("measuring"); reason = s.prompt ? t(s.prompt) : "";
   } else if (s.phase === "decided" && s.current) {
@@ -22,7 +22,10 @@ function renderDecision(s) {
     // What to do (from the decision core), then the reasons in words.
     const what = cur.guard_text ? (cur.guard_text[window.LANG] || cur.guard_text.zh) : "";
     const why = (cur.reasons || []).filter((r) => r !== "ok").map(reasonText).join("；");
-    reason = what && why && what !== why ? what + "（" + why + "）" : (what || why);
+    // Admit: the reasons ("valid pass, normal temperature"); "admitted" twice says nothing.
+    // Deny: what to do, and the reasons in words when there is more than one.
+    if (cur.decision === "admit" && !cur.flagged) reason = why || what;
+    else { reason = what || why; if ((cur.reasons || []).length > 1 || !what) whyLine = why; }
     if (cur.unlogged) reason += " — " + t("done.override_unlogged");
     const bits = [];
     if (cur.person && cur.person.name) bits.push(cur.person.name);
@@ -36,6 +39,7 @@ function renderDecision(s) {
   box.dataset.seq = s.current && s.current.seq ? s.current.seq : "";
   setText("decision-word", word);
   setText("decision-reason", reason);
+  setText("decision-why", whyLine === reason ? "" : whyLine);
   setText("decision-person", person);
 }
 
@@ -68,13 +72,14 @@ function renderHealth(s) {
     li.dataset.device = name;
     const dot = document.createElement("span"); dot.className = "dot";
     const label = document.createElement("span");
-    label.textContent = t("health." + name) + "：" + (h.key ? t(h.key, h.values) : t("health." + h.status));
+    label.textContent = t("health." + name) + "：" + (h.status === "ok" && h.key ? t(h.key, h.values) : h.key && h.status !== "off" ? t(h.key, h.values) : t("health." + h.status));
     li.append(dot, label);
     ul.append(li);
   }
   const paused = HEALTH_ORDER.map((n) => s.health[n]).filter((h) => h && h.blocks_entry && h.status === "fault");
   el("paused-bar").hidden = paused.length === 0;
-  if (paused.length) setText("paused-text", paused.map((h) => t(h.key, h.values)).join("；") + " — " + t("health.paused"));
+  const names = HEALTH_ORDER.filter((n) => s.health[n] && s.health[n].blocks_entry && s.health[n].status === "fault");
+  if (paused.length) setText("paused-text", names.map((n) => t("paused." + n)).join("；") + " — " + t("health.paused"));
 }
 
 function renderRecent(s) {
@@ -87,8 +92,9 @@ function renderRecent(s) {
     const li = document.createElement("li");
     const time = document.createElement("span"); time.className = "time"; time.textContent = clockText(d.time).slice(0, 8);
     const tag = document.createElement("span"); tag.className = "tag " + d.decision;
-    tag.textContent = d.flagged ? t("fever") : (d.decision === "admit" ? t("admit") : t("deny"));
-    const what = document.createElement("span");
+    if (d.flagged) tag.classList.add("fever");
+    tag.textContent = d.flagged ? t("tag.fever") : t("tag." + d.decision);
+    const what = document.createElement("span"); what.className = "what";
     const who = (d.person && d.person.name) || d.person_id || "";
     what.textContent = (who ? who + " · " : "") + (d.reasons || []).map(reasonText).join("；");
     li.append(time, tag, what);
