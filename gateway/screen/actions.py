@@ -101,7 +101,7 @@ class _Form:
 
     def raise_if_bad(self) -> None:
         if self.errors:
-            raise ActionError({**self.errors, "form": ("err.form", {})})
+            raise ActionError({"form": ("err.form", {}), **self.errors})
 
 
 class GuardActions:
