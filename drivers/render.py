@@ -141,8 +141,11 @@ def _place_code(frame: np.ndarray, code: np.ndarray, params: RenderParams, rng) 
 
 def _light_and_camera(frame: np.ndarray, params: RenderParams, rng, noise_rng) -> np.ndarray:
     height, width = frame.shape[:2]
+    # Light varies smoothly: compute the gain on a coarse grid and upscale it.
+    gh, gw = max(2, height // 8), max(2, width // 8)
     theta = rng.uniform(0, 2 * math.pi)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    yy, xx = yy * (height / gh), xx * (width / gw)
     ramp = (xx / width - 0.5) * math.cos(theta) + (yy / height - 0.5) * math.sin(theta)
     ramp = (ramp - ramp.min()) / max(1e-6, float(ramp.max() - ramp.min()))
     gain = params.gain_low + (params.gain_high - params.gain_low) * ramp
@@ -150,8 +153,9 @@ def _light_and_camera(frame: np.ndarray, params: RenderParams, rng, noise_rng) -
         hx, hy = rng.uniform(0, width), rng.uniform(0, height)
         radius = rng.uniform(0.1, 0.3) * width
         gain += 0.5 * np.exp(-((xx - hx) ** 2 + (yy - hy) ** 2) / (2 * radius**2))
+    gain = cv2.resize(gain.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     cast = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
-    img = frame.astype(np.float32) * gain[..., None] * cast
+    img = cv2.multiply(frame.astype(np.float32), cv2.merge([gain * c for c in cast]))
     if params.motion_px:
         k = np.zeros((params.motion_px, params.motion_px), np.float32)
         k[params.motion_px // 2, :] = 1.0 / params.motion_px
@@ -160,7 +164,18 @@ def _light_and_camera(frame: np.ndarray, params: RenderParams, rng, noise_rng) -
         img = cv2.filter2D(img, -1, k / max(1e-6, float(k.sum())))
     else:
         img = cv2.GaussianBlur(img, (0, 0), params.blur_sigma)
-    img += noise_rng.standard_normal(size=img.shape, dtype=np.float32) * np.float32(params.noise_sigma)
+    return add_sensor_noise(img, params, noise_rng)
+
+
+def add_sensor_noise(img: np.ndarray, params: RenderParams, noise_rng) -> np.ndarray:
+    """Gaussian sensor noise and a JPEG round trip (MJPG webcams), as uint8 BGR."""
+    # OpenCV's generator is 3x faster than numpy's here; it is per-thread and
+    # re-seeded from noise_rng each call, so frames stay reproducible.
+    noise = np.empty(img.shape, np.float32)
+    cv2.setRNGSeed(int(noise_rng.integers(2**31 - 1)))
+    channels = img.shape[2] if img.ndim == 3 else 1
+    cv2.randn(noise, (0.0,) * channels, (float(params.noise_sigma),) * channels)
+    img = cv2.add(img.astype(np.float32, copy=False), noise)
     img = np.clip(img, 0, 255).astype(np.uint8)
     ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, params.jpeg_quality])
     return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
