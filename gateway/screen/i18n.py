@@ -48,7 +48,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "health.thermometer": ("测温仪", "Thermometer"),
     "health.camera": ("摄像头", "Camera"),
     "health.disk": ("存储", "Storage"),
-    "health.clock": ("时间校准", "Clock"),
+    "health.clock": ("时钟", "Clock"),
     "health.registry": ("居民名单", "Resident list"),
     "health.sync": ("上传", "Upload"),
     "health.ok": ("正常", "OK"),

@@ -21,7 +21,8 @@ function renderDecision(s) {
     word = decisionWord(cur);
     // What to do (from the decision core), then the reasons in words.
     const what = cur.guard_text ? (cur.guard_text[window.LANG] || cur.guard_text.zh) : "";
-    const why = (cur.reasons || []).filter((r) => r !== "ok").map(reasonText).join("；");
+    const reasons = cur.reasons || [];
+    const why = reasons.filter((r) => r !== "ok" || reasons.length === 1).map(reasonText).join("；");
     // Admit: the reasons ("valid pass, normal temperature"); "admitted" twice says nothing.
     // Deny: what to do, and the reasons in words when there is more than one.
     if (cur.decision === "admit" && !cur.flagged) reason = why || what;
