@@ -75,16 +75,16 @@ def test_newest_frame_only_and_dropped_frames_are_counted():
         first = camera.wait_frame(0)
         time.sleep(0.3)  # nobody takes frames meanwhile: they are dropped, not queued
         newest = camera.latest()
-    assert newest.seq - first.seq >= 10
+    assert newest.seq - first.seq >= 5
     assert camera.dropped >= newest.seq - first.seq - 2
     assert newest.mono_s > first.mono_s
 
 
 def test_a_consumer_keeping_up_drops_nothing():
-    camera = FakeCamera(160, 120, fps=30)
+    camera = FakeCamera(160, 120, fps=10)
     with camera:
         frame = camera.wait_frame(0)
-        for _ in range(10):
+        for _ in range(6):
             frame = camera.wait_frame(frame.seq)
     assert camera.dropped == 0
 
@@ -96,11 +96,12 @@ def test_fake_camera_renders_the_pass_it_is_shown():
         frame = camera.wait_frame(0)
         assert decode(frame.image) == []
         camera.show(text)
-        frame = camera.wait_frame(frame.seq + 2)
+        # one frame read before show() may still be on its way to publication
+        frame = camera.wait_frame(camera.frames + 1)
         assert decode(frame.image) == [text]
         assert not frame.image.flags.writeable  # shared frames are read-only
         camera.show(None)
-        frame = camera.wait_frame(frame.seq + 2)
+        frame = camera.wait_frame(camera.frames + 1)
         assert decode(frame.image) == []
 
 

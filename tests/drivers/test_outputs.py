@@ -60,7 +60,7 @@ def test_relay_starts_closed_and_opens_without_blocking(factory):
         assert outputs.is_open  # returned while the gate is still open: not blocking
         assert _wait_for(lambda: not outputs.is_open)
     assert history(factory, 17) == [False, True, False]
-    assert durations(factory, 17)[1] == pytest.approx(0.3, abs=0.1)
+    assert 0.28 <= durations(factory, 17)[1] <= 0.45
 
 
 def test_active_low_relay_is_high_when_closed(factory):
@@ -79,7 +79,7 @@ def test_a_second_opening_extends_without_a_glitch(factory):
         outputs.open_for(0.3)
         assert _wait_for(lambda: not outputs.is_open)
     assert history(factory, 17) == [False, True, False]
-    assert durations(factory, 17)[1] == pytest.approx(0.45, abs=0.1)
+    assert 0.43 <= durations(factory, 17)[1] <= 0.6
 
 
 def test_a_shorter_opening_never_cuts_a_longer_one_short(factory):
@@ -148,7 +148,8 @@ def test_each_signal_has_its_own_buzzer_pattern(factory, kind):
         time.sleep(0.05)
     assert history(factory, 22) == [False] + [True, False] * beeps.count
     on_times = durations(factory, 22)[1::2]
-    assert on_times == pytest.approx([beeps.on_s] * beeps.count, abs=0.06)
+    # a loaded machine can make a beep late to end, never early
+    assert all(beeps.on_s - 0.02 <= t <= beeps.on_s + 0.12 for t in on_times), on_times
 
 
 def test_fever_and_refusal_sound_different():
