@@ -1,0 +1,120 @@
+"""Kiosk memory and CPU over time: RSS slope at 30 fps with people arriving.
+
+Runs the whole kiosk on fake hardware (30 fps FakeCamera, emulated MLX90614,
+MockFactory relay) with a looping scenario of residents, a fever, bad passes
+and people without a pass, the guard screen served and polled for state and
+camera frames like an open browser. Samples RSS and CPU every few seconds and
+prints the RSS slope (least squares, after a warm-up) in MB per 10 minutes.
+Target: well under 1 MB / 10 min; the ratio to that target is printed.
+
+    .venv/bin/python -m bench.soak [--minutes 10] [--fps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import threading
+import time
+
+from bench.kiosk import bench_settings
+
+TARGET_MB_PER_10MIN = 1.0
+
+SCENARIO = [
+    {"at": 0, "qr": {"pass": {"person": "r-1"}}, "object_c": 36.3},
+    {"at": 2, "qr": {"pass": {"person": "r-2"}}, "object_c": 36.6},
+    {"at": 4, "qr": {"pass": {"person": "r-3"}}, "object_c": 37.2},
+    {"at": 6, "qr": {"pass": {"person": "r-4", "issuer": "forged"}}, "object_c": 36.1},
+    {"at": 8, "qr": "not a pass at all", "object_c": 36.2},
+    {"at": 10, "qr": {"pass": {"person": "r-1"}}, "object_c": 36.3},
+    {"at": 12, "qr": {"pass": {"person": "c-1", "kind": "courier"}}, "object_c": 36.0},
+]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        resident_pages = int(f.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20  # MiB, like ru_maxrss / 1024
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+
+
+def poll_screen(url: str, stop: threading.Event) -> None:
+    """What an open guard screen costs: state and camera frames, twice a second."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while not stop.wait(0.5):
+            try:
+                client.get("/api/state")
+                client.get("/camera.jpg")
+            except httpx.HTTPError:
+                pass
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--sample-s", type=float, default=5.0, help="seconds between samples")
+    args = parser.parse_args()
+
+    from gateway.loop import build_app
+    from gateway.scenario import ScenarioPlayer, parse_scenario, pass_texts
+
+    settings = bench_settings(fps=args.fps)
+    scenario = parse_scenario(SCENARIO, "soak")
+    texts = pass_texts(scenario, settings)
+    app = build_app(settings)
+    player = ScenarioPlayer(app, scenario, repeat=True, texts=texts)
+    app.start()
+    stop = threading.Event()
+    threading.Thread(target=player.run, args=(stop,), daemon=True).start()
+    port = 18000 + os.getpid() % 1000
+    threading.Thread(target=app.serve, args=("127.0.0.1", port), kwargs={"until": stop}, daemon=True).start()
+    threading.Thread(target=poll_screen, args=(f"http://127.0.0.1:{port}", stop), daemon=True).start()
+
+    duration = args.minutes * 60
+    start = time.monotonic()
+    cpu_start = time.process_time()
+    samples: list[tuple[float, float]] = []
+    try:
+        while (elapsed := time.monotonic() - start) < duration:
+            samples.append((elapsed / 60, rss_mb()))
+            time.sleep(min(args.sample_s, max(0.0, duration - elapsed)))
+        samples.append(((time.monotonic() - start) / 60, rss_mb()))
+    finally:
+        cpu = time.process_time() - cpu_start
+        wall = time.monotonic() - start
+        frames, decisions = app.hardware.camera.frames, app.checkpoint.decisions
+        stop.set()
+        time.sleep(0.5)
+        app.stop()
+
+    warm = [p for p in samples if p[0] >= min(1.0, args.minutes * 0.2)]
+    if len(warm) < 3:
+        warm = samples
+    mb_per_10min = slope(warm) * 10
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"soak: {wall / 60:.1f} min at {args.fps:g} fps, {frames} frames, {decisions} decisions, "
+          f"guard screen polled twice a second")
+    print(f"  RSS start {samples[0][1]:.1f} MB, after warm-up {warm[0][1]:.1f} MB, end {samples[-1][1]:.1f} MB, "
+          f"peak {peak:.1f} MB")
+    print(f"  RSS slope after warm-up: {mb_per_10min:+.3f} MB / 10 min  "
+          f"(ratio to the 1 MB / 10 min target: {abs(mb_per_10min) / TARGET_MB_PER_10MIN:.2f})")
+    print(f"  CPU: {100 * cpu / wall:.0f} % of one core on average (all threads)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
