@@ -113,12 +113,15 @@ class Scanner:
     """Decodes frames, skipping those that did not change since the last decode.
 
     The comparison is against the last *decoded* frame, on an 80x60
-    thumbnail of the green channel: a frame counts as changed when more than `changed_fraction` of
-    the thumbnail moved by more than `pixel_delta` grey levels. Sensor noise
-    averages out in the thumbnail; a pass (25 % of the width covers about 6 %
-    of the thumbnail) does not. Slow changes accumulate against the reference,
-    and every `rescan_every`-th frame is decoded anyway, so a code that was
-    missed once gets another try.
+    thumbnail of the green channel: a frame counts as changed when more than
+    `changed_fraction` of the thumbnail moved by more than `pixel_delta` grey
+    levels. Sensor noise averages out in the thumbnail; a pass (at 25 % of the
+    width it covers about 6 % of the thumbnail) does not. Slow changes
+    accumulate against the reference, and every `rescan_every`-th frame is
+    decoded anyway, so a code that was missed once gets another try.
+
+    `scan()` returns None for a skipped frame: nothing new since the last
+    decode (whose result the caller already has).
     """
 
     THUMB_SIZE = (80, 60)
