@@ -26,7 +26,6 @@ Retry-After. An outage is logged once when it starts and once when it ends.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import random
 import threading
@@ -34,6 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+from pydantic_core import to_json
 
 from gateway.config import Settings, read_token
 from gateway.journal import Journal, JournalWriteError
@@ -185,10 +185,8 @@ class SyncClient:
             count = 1
             while count < len(batch) and batch[count]["seq"] == first + count:
                 count += 1
-            body = json.dumps(
-                {"first_seq": first, "events": [event_for_wire(e) for e in batch[:count]]},
-                ensure_ascii=False, separators=(",", ":"),
-            ).encode("utf-8")
+            body = to_json({"first_seq": first, "events": [event_for_wire(e) for e in batch[:count]]},
+                           fallback=str)
             headers = {"Content-Type": "application/json"}
             if self.compress:
                 body = gzip.compress(body, compresslevel=1)
@@ -257,19 +255,24 @@ class SyncClient:
 
     def _snapshot(self) -> str | None:
         path = f"/sites/{self.site}/registry/snapshot"
-        after, first = None, True
+        after, start_cursor = None, None
         while True:
             params = {"limit": MAX_REGISTRY_PAGE}
             if after:
                 params["after"] = after
             page = self._json(self._request("GET", path, params=params))
+            first = start_cursor is None
+            if first:
+                # The feed head when the snapshot began: a change made while
+                # later pages are read may sit on a page already read, so the
+                # deltas must resume from here, not from a later page's head.
+                start_cursor = str(page["cursor"])
             last = page.get("next_after") is None
             # Until the last page the copy is incomplete: the marker makes the
             # next pass start the snapshot over instead of trusting it.
             self.journal.apply_registry_page(
-                page["changes"], str(page["cursor"]) if last else SNAPSHOT_IN_PROGRESS, replace=first
+                page["changes"], start_cursor if last else SNAPSHOT_IN_PROGRESS, replace=first
             )
-            first = False
             if last:
                 break
             after = page["next_after"]

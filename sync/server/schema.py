@@ -163,6 +163,9 @@ registry_changes = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("created_by", String(64)),
     Index("ix_registry_changes_site", "site_id", "change_seq"),
+    # Never reuse a change_seq, even after compaction deleted every row
+    # (SQLite would otherwise restart at max(rowid) + 1).
+    sqlite_autoincrement=True,
 )
 
 # Current state per entity, for snapshots (the change log may be compacted).

@@ -8,6 +8,7 @@ import random
 import time
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 
 from gateway.cli import main as cli_main
@@ -232,3 +233,36 @@ def test_status_is_degraded_when_the_registry_is_stale(server, tmp_path):
     assert status["registry_age_s"] > 24 * 3600
     worker.stop()
     journal.close()
+
+
+class ChangeBetweenSnapshotPages(httpx.HTTPTransport):
+    """The network edge: after the first snapshot page has been served, staff
+    change an entity that sorts onto that page."""
+
+    def __init__(self, db):
+        super().__init__()
+        self.db = db
+        self.fired = False
+
+    def handle_request(self, request):
+        response = super().handle_request(request)
+        if request.url.path.endswith("/snapshot") and not self.fired:
+            self.fired = True
+            registry.add_person(self.db, "site-1", "a-early", name="changed mid-snapshot")
+        return response
+
+
+def test_a_change_made_during_a_snapshot_is_not_lost(server, kiosk):
+    settings, journal, _ = kiosk
+    with server.db.write() as conn:
+        for i in range(1500):  # two pages
+            registry.record_change(server.db, conn, "site-1", "person", f"p-{i:04d}", "upsert", {"name": "x"}, None)
+        registry.record_change(server.db, conn, "site-1", "person", "a-early", "upsert", {"name": "before"}, None)
+    registry.compact(server.db, registry.head(server.db, "site-1"))
+    transport = ChangeBetweenSnapshotPages(server.db)
+    client = SyncClient(journal, settings, transport=transport)
+    client.pull_registry()
+    client.close()
+    assert transport.fired
+    assert journal.registry_get("person", "a-early")["name"] == "changed mid-snapshot"
+    assert len(journal.registry_all("person")) == 1501
