@@ -592,9 +592,20 @@ class App:
             if tick % 30 == 0:
                 self.state.set_counts(counts_today(self.journal))
                 self._refresh_registry()
+            if tick % 10 == 0 and self.checkpoint.journal_error:
+                self.probe_journal()
             if tick % 3600 == 1800:
                 _quietly(self.journal.purge)
             tick += 1
+
+    def probe_journal(self) -> None:
+        """After a write failure: can the journal write again? (Clears the fault on screen.)"""
+        try:
+            self.journal.set_meta("write_probe", _iso_now())
+        except JournalWriteError:
+            return
+        log.warning("journal writable again")
+        self.checkpoint.journal_error = None
 
     def _refresh_registry(self) -> None:
         """Issuer keys and the policy may arrive through the registry feed."""

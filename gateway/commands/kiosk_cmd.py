@@ -89,14 +89,35 @@ def _wait_for_signal(done: threading.Event) -> None:
             signal.signal(s, h)
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail with one clear line now, not with a server traceback after start-up."""
+    import socket
+
+    from gateway.cli import CliError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise CliError(f"guard screen: cannot resolve host {host!r}: {exc}", 78) from exc
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise CliError(f"guard screen: cannot listen on {host}:{port}: {exc.strerror} "
+                           "(is another kiosk or demo running? choose another --port)", EX_UNAVAILABLE) from exc
+
+
 def run_kiosk(args: argparse.Namespace) -> int:
     _logging(args.verbose)
     settings = load_config(args.config)
+    host = args.host or settings.screen.host
+    port = args.port or settings.screen.port
+    _check_port(host, port)
     app = _build(settings)
     try:
         app.start()
-        host = args.host or settings.screen.host
-        port = args.port or settings.screen.port
         print(f"checkpoint: gate {settings.gate.id} running; guard screen on http://{host}:{port}/", file=sys.stderr)
         app.serve(host, port)
     finally:
@@ -119,6 +140,11 @@ def run_simulation(args: argparse.Namespace) -> int:
         texts = pass_texts(scenario, settings)  # may create the demo issuer keys
     except ScenarioError as exc:
         raise CliError(str(exc).replace("\n", "\ncheckpoint: error: "), EX_DATAERR) from exc
+    serve = args.screen if args.screen is not None else not args.json
+    host = args.host or settings.screen.host
+    port = args.port or settings.screen.port
+    if serve:
+        _check_port(host, port)
     app = _build(settings)
     try:
         player = ScenarioPlayer(app, scenario, speed=args.speed, repeat=args.loop, texts=texts)
@@ -127,10 +153,7 @@ def run_simulation(args: argparse.Namespace) -> int:
         app.start()
         stop = threading.Event()
         threading.Thread(target=player.run, args=(stop,), name="scenario", daemon=True).start()
-        serve = args.screen if args.screen is not None else not args.json
         if serve:
-            host = args.host or settings.screen.host
-            port = args.port or settings.screen.port
             print(f"checkpoint: simulating {scenario.name!r}; guard screen on http://{host}:{port}/  "
                   f"(public side: /public)", file=sys.stderr)
             app.serve(host, port, until=player.done)

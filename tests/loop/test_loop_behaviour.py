@@ -105,7 +105,9 @@ def test_unwritable_journal_fails_closed_but_the_guard_can_still_open(kiosk, iss
     result = kiosk.actions.override({"reason": "resident_fault"})
     assert result["logged"] is False  # the guard is told the log is missing...
     wait_for(lambda: rising_edges(kiosk.relay_pin) == 1)  # ...but no resident is locked out
-    kiosk.journal._conn.execute("PRAGMA query_only = 0")
+    kiosk.journal._conn.execute("PRAGMA query_only = 0")  # the disk is writable again
+    kiosk.probe_journal()  # (housekeeping does this every 10 s)
+    wait_for(lambda: kiosk.state.health["disk"]["status"] == "ok")
 
 
 def test_remeasure_clears_a_fever_flag_with_a_normal_second_reading(kiosk, issue):
