@@ -49,7 +49,7 @@ function fmt(v) { return v === null || v === undefined ? "—" : Number(v).toFix
 function renderReading(s) {
   const cur = s.current;
   if (!cur || !cur.reading) {
-    if (s.phase !== "measuring") { setText("reading-body", "—"); setText("reading-skin", "—"); setText("reading-room", "—"); }
+    if (s.phase !== "measuring") for (const id of ["reading-body", "reading-skin", "reading-offset", "reading-room"]) setText(id, "—");
     setText("reading-threshold", fmt(s.gate.threshold_c) + " ℃");
     el("reading-body").classList.remove("hot");
     return;
@@ -57,7 +57,8 @@ function renderReading(s) {
   const r = cur.reading;
   setText("reading-body", fmt(r.body_c));
   el("reading-body").parentElement.classList.toggle("hot", !!cur.flagged);
-  setText("reading-skin", r.object_c == null ? "—" : fmt(r.object_c) + " ℃ (+" + fmt(r.offset_c) + ")");
+  setText("reading-skin", r.object_c == null ? "—" : fmt(r.object_c) + " ℃");
+  setText("reading-offset", r.offset_c == null ? "—" : (r.offset_c >= 0 ? "+" : "") + fmt(r.offset_c) + " ℃");
   setText("reading-room", r.ambient_c == null ? "—" : fmt(r.ambient_c) + " ℃");
   setText("reading-threshold", fmt(r.threshold_c ?? s.gate.threshold_c) + " ℃");
 }
@@ -73,7 +74,7 @@ function renderHealth(s) {
     li.dataset.device = name;
     const dot = document.createElement("span"); dot.className = "dot";
     const label = document.createElement("span");
-    label.textContent = t("health." + name) + "：" + (h.status === "ok" && h.key ? t(h.key, h.values) : h.key && h.status !== "off" ? t(h.key, h.values) : t("health." + h.status));
+    label.textContent = t("health." + name) + t("colon") + (h.status === "ok" && h.key ? t(h.key, h.values) : h.key && h.status !== "off" ? t(h.key, h.values) : t("health." + h.status));
     li.append(dot, label);
     ul.append(li);
   }
@@ -123,7 +124,7 @@ function renderStatic(s) {
     rules.textContent = "";
     for (const r of s.rules) { const li = document.createElement("li"); li.textContent = r; rules.append(li); }
   }
-  setText("policy", t("policy." + s.policy.enforcement) + "；" + t("policy.visitor." + s.policy.visitor_mode));
+  setText("policy", t("policy." + s.policy.enforcement) + t("sep") + t("policy.visitor." + s.policy.visitor_mode));
 }
 
 function renderOperator(s) {
