@@ -673,7 +673,8 @@ def restore_screen(state: ScreenState, journal: Journal, policy: Policy) -> None
             "seq": event["seq"], "time": event["time"], "kind": event["kind"], "decision": event["decision"],
             "flagged": event["flagged"], "pass_id": event["pass_id"],
             "reasons": [r for r in event["reasons"] if r not in DISCREET_REASONS],
-            "person_id": event["person_id"], "pass_kind": detail.get("kind"), "person": None,
+            "person_id": event["person_id"], "pass_kind": detail.get("kind"),
+            "person": _person_view(journal.registry_get("person", event["person_id"])) if event["person_id"] else None,
             "reading": None if event["object_c"] is None else {
                 "object_c": event["object_c"], "ambient_c": event["ambient_c"], "offset_c": event["offset_c"],
                 "body_c": event["body_c"], "threshold_c": event["threshold_c"]},
@@ -688,6 +689,12 @@ def restore_screen(state: ScreenState, journal: Journal, policy: Policy) -> None
     state.set_recent(views)
     state.set_alerts(list(reversed(alerts)))
     state.set_counts(counts_today(journal))
+
+
+def _person_view(person: dict | None) -> dict | None:
+    if not person or not (person.get("name") or person.get("unit")):
+        return None
+    return {"name": str(person.get("name") or ""), "unit": str(person.get("unit") or "")}
 
 
 def build_hardware(settings: Settings):

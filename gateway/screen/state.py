@@ -76,7 +76,8 @@ class ScreenState:
                 self.counts[key] = self.counts.get(key, 0) + 1
                 if view.get("flagged"):
                     self.counts["flagged"] += 1
-            if view.get("flagged") and view.get("seq"):
+            # An override of a fever is the guard's own act: it raises no new alert.
+            if view.get("flagged") and view.get("seq") and view.get("kind", "decision") == "decision":
                 self.alerts.append(view)
             self._bump()
 

@@ -238,3 +238,13 @@ def test_unacknowledged_fever_alerts_survive_a_restart(screen_settings, issue):
         assert restarted.state.snapshot()["counts"]["flagged"] == 1
     finally:
         restarted.stop()
+
+
+def test_overriding_a_fever_raises_no_second_alert(kiosk_app):
+    state = kiosk_app.state
+    state.show_decision({"seq": 7, "time": "t", "kind": "decision", "decision": "deny", "flagged": True,
+                         "reasons": ["fever"]})
+    state.show_decision({"seq": 8, "time": "t", "kind": "override", "decision": "admit", "flagged": True,
+                         "reasons": ["fever", "guard_override"], "operator": "王保安"})
+    assert [a["seq"] for a in state.snapshot()["alerts"]] == [7]
+    assert state.snapshot()["counts"] == {"admit": 0, "deny": 1, "flagged": 1}
