@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import SIM_CONFIG, wait_for
+from kiosk_fakes import SIM_CONFIG, wait_for
 
 from gateway.config import load_config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import wait_for
+from kiosk_fakes import wait_for
 
 from gateway.journal import Journal
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import SIM_CONFIG
+from kiosk_fakes import SIM_CONFIG
 
 from gateway.journal import Journal
 
