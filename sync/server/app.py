@@ -174,8 +174,8 @@ class ChangeOut(BaseModel):
     result: dict[str, Any] | str | int | None = None
 
 
-def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate_rate: float = 20.0,
-               gate_burst: float = 40.0, global_rate: float = 2000.0, global_burst: float = 4000.0) -> FastAPI:
+def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate_rate: float = 50.0,
+               gate_burst: float = 100.0, global_rate: float = 2000.0, global_burst: float = 4000.0) -> FastAPI:
     """The registry server. Migrates the database on creation."""
     db = db or open_database(db_url)
     migrate(db)

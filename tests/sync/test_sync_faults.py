@@ -18,7 +18,7 @@ import pytest
 
 from gateway.config import load_config
 from gateway.journal import Journal
-from sync.client import SyncClient, SyncError
+from sync.client import RateLimited, SyncClient, SyncError
 from sync.server import auth, registry
 from tests.sync.sync_harness import FaultProxy, decision, server_rows, write_kiosk_config
 
@@ -70,7 +70,12 @@ def run_under_faults(server, tmp_path, *, events: int, fault_rate: float, seed: 
         proxy.enabled = False
         writer.join()
         changer.join()
-        summary = client.sync_once()
+        while True:
+            try:
+                summary = client.sync_once()
+                break
+            except RateLimited as exc:  # the real server's own admission control
+                time.sleep(exc.retry_after)
         return journal, proxy, summary, errors
     finally:
         client.close()
@@ -132,7 +137,7 @@ KIOSK_SYNC_LOOP = """
 import sys
 from gateway.config import load_config
 from gateway.journal import Journal
-from sync.client import SyncClient, SyncError
+from sync.client import RateLimited, SyncClient, SyncError
 settings = load_config(sys.argv[1])
 journal = Journal.open(settings.journal.path)
 client = SyncClient(journal, settings, timeout_s=2)
