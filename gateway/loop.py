@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from drivers.errors import DriverError
@@ -44,7 +44,6 @@ from gateway import messages
 from gateway.clock import kernel_clock_synced
 from gateway.config import Settings
 from gateway.decision import (
-    DISCREET_REASONS,
     Decision,
     GateMoment,
     Override,
@@ -52,9 +51,11 @@ from gateway.decision import (
     VisitorRegistration,
     decide,
 )
-from gateway.journal import Journal, JournalWriteError, decision_record
-from gateway.passes import PassVerdict, load_public_keys, verify
-from gateway.policy import Policy, newest, parse_policy, policy_from_settings, PolicyError
+from gateway.journal import Journal, JournalWriteError
+from gateway.passes import PassVerdict, verify
+from gateway.policy import Policy
+from gateway.registry_copy import current_policy, load_keys, registry_entry
+from gateway.screen.history import counts_today, restore_screen
 from gateway.screen.state import ScreenState
 from gateway.thermometry import Reading, remeasure, sensor_fault, stable_reading, timed_out
 
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 
 VIEW_GONE_S = 1.0  # a pass unseen this long has left the view
 PRESENCE_GONE_S = 1.0  # no stable reading this long: the person at the thermometer has left
-CHINA_TZ = timezone(timedelta(hours=8))  # registry dates (observation_until) are local dates
 SAMPLE_SILENCE_S = 1.5  # no new thermometer sample for this long while measuring: a fault
 
 
@@ -437,52 +437,6 @@ class Checkpoint:
         }
 
 
-def registry_entry(journal: Journal, verdict: PassVerdict | None, now: datetime) -> tuple[RegistryEntry | None, str | None]:
-    """What the registry copy says about a verified pass: (entry, health code)."""
-    if verdict is None or not verdict.signature_ok or not verdict.person_id:
-        return None, None
-    person = journal.registry_get("person", verdict.person_id)
-    revoked = journal.registry_get("revocation", verdict.pass_id) is not None if verdict.pass_id else False
-    case = journal.registry_get("visitor_case", verdict.person_id) if verdict.kind == "visitor" else None
-    if case and case.get("valid_until") and _parse_until(case["valid_until"]) <= now:
-        case = None
-    if person is None and not revoked and case is None:
-        return None, None
-    person = person or {}
-    until = _parse_until(person.get("observation_until"))
-    status = "active"
-    if person.get("status") == "moved_out":
-        status = "moved_out"
-    elif until is not None and now < until:
-        status = "under_observation"
-    risk = person.get("risk")
-    return RegistryEntry(
-        person_id=verdict.person_id,
-        site_id=person.get("site"),
-        status=status,
-        observation_until=until,
-        pass_revoked=revoked,
-        name=str(person.get("name") or ""),
-        unit=str(person.get("unit") or ""),
-        visitor_special_case=case is not None,
-    ), (risk if risk in ("green", "yellow", "red") else None)
-
-
-def _parse_until(value: Any) -> datetime | None:
-    """An ISO date means "through that day" (China time); a datetime is taken as is."""
-    if not value:
-        return None
-    try:
-        if isinstance(value, str) and len(value) == 10:
-            day = date.fromisoformat(value)
-            return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ) + timedelta(days=1)
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        log.warning("registry date %r is not ISO 8601; ignored", value)
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def _iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -617,84 +571,6 @@ class App:
                 log.info("policy version %d (%s) now in force", policy.version, policy.name)
             self.checkpoint.policy = policy
         self.state.policy.update(enforcement=policy.enforcement, visitor_mode=policy.visitor_mode)
-
-
-def load_keys(settings: Settings, journal: Journal) -> dict:
-    """Issuer keys from the config plus those the registry pushed."""
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from gateway.passes import key_id
-
-    keys = load_public_keys(settings.passes.issuer_keys)
-    for kid, payload in journal.registry_all("key").items():
-        try:
-            key = load_pem_public_key(str(payload.get("public_pem", "")).encode())
-        except (ValueError, TypeError):
-            log.warning("registry key %s is not a PEM public key; ignored", kid)
-            continue
-        if isinstance(key, Ed25519PublicKey):
-            keys[key_id(key)] = key
-    return keys
-
-
-def current_policy(settings: Settings, journal: Journal) -> Policy:
-    """The config's policy, unless the registry pushed a newer version for this site."""
-    local = policy_from_settings(settings)
-    pushed = journal.registry_get("policy", settings.gate.site)
-    if pushed is None:
-        return local
-    try:
-        return newest(local, parse_policy(pushed, source="registry policy"))
-    except PolicyError as exc:
-        log.warning("%s", exc)
-        return local
-
-
-def counts_today(journal: Journal) -> dict[str, int]:
-    """Today's counts by the kiosk's local calendar day."""
-    now = datetime.now().astimezone()
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return journal.counts_for_day(start, start + timedelta(days=1))
-
-
-def restore_screen(state: ScreenState, journal: Journal, policy: Policy) -> None:
-    """After a restart: recent decisions, unacknowledged fever alerts, today's counts."""
-    fields = {"dropoff": policy.courier_dropoff.as_dict()}
-    events = journal.recent(200, kinds=("decision", "override", "fever_ack"))
-    acked = {e["detail"].get("seq") for e in events if e["kind"] == "fever_ack"}
-    day_start = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
-    views = []
-    alerts = []
-    for event in events:
-        if event["kind"] == "fever_ack":
-            continue
-        detail = event.get("detail") or {}
-        view = {
-            "seq": event["seq"], "time": event["time"], "kind": event["kind"], "decision": event["decision"],
-            "flagged": event["flagged"], "pass_id": event["pass_id"],
-            "reasons": [r for r in event["reasons"] if r not in DISCREET_REASONS],
-            "person_id": event["person_id"], "pass_kind": detail.get("kind"),
-            "person": _person_view(journal.registry_get("person", event["person_id"])) if event["person_id"] else None,
-            "reading": None if event["object_c"] is None else {
-                "object_c": event["object_c"], "ambient_c": event["ambient_c"], "offset_c": event["offset_c"],
-                "body_c": event["body_c"], "threshold_c": event["threshold_c"]},
-            "guard_text": {lang: messages.text(detail.get("guard_message", ""), lang, **fields) for lang in messages.LANGUAGES},
-            "public_text": {lang: messages.text(detail.get("public_message", ""), lang, **fields) for lang in messages.LANGUAGES},
-            "operator": event["operator"], "note": detail.get("note"),
-        }
-        views.append(view)
-        recent_enough = datetime.fromisoformat(event["time"]) >= day_start
-        if event["flagged"] and event["seq"] not in acked and recent_enough:
-            alerts.append(view)
-    state.set_recent(views)
-    state.set_alerts(list(reversed(alerts)))
-    state.set_counts(counts_today(journal))
-
-
-def _person_view(person: dict | None) -> dict | None:
-    if not person or not (person.get("name") or person.get("unit")):
-        return None
-    return {"name": str(person.get("name") or ""), "unit": str(person.get("unit") or "")}
 
 
 def build_hardware(settings: Settings):

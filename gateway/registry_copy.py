@@ -1,0 +1,100 @@
+"""What the kiosk knows from its registry copy (kept in the journal by sync).
+
+- `registry_entry()`: a verified pass's person, revocation, home observation,
+  health-code colour and filed visitor case, as `decision.RegistryEntry`;
+- `load_keys()`: issuer keys from the config plus those the registry pushed;
+- `current_policy()`: the config's policy unless the registry pushed a newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from gateway.config import Settings
+from gateway.decision import RegistryEntry
+from gateway.journal import Journal
+from gateway.passes import PassVerdict, load_public_keys
+from gateway.policy import Policy, PolicyError, newest, parse_policy, policy_from_settings
+
+log = logging.getLogger(__name__)
+
+CHINA_TZ = timezone(timedelta(hours=8))  # registry dates (observation_until) are local dates
+
+
+def registry_entry(journal: Journal, verdict: PassVerdict | None, now: datetime) -> tuple[RegistryEntry | None, str | None]:
+    """What the registry copy says about a verified pass: (entry, health code)."""
+    if verdict is None or not verdict.signature_ok or not verdict.person_id:
+        return None, None
+    person = journal.registry_get("person", verdict.person_id)
+    revoked = journal.registry_get("revocation", verdict.pass_id) is not None if verdict.pass_id else False
+    case = journal.registry_get("visitor_case", verdict.person_id) if verdict.kind == "visitor" else None
+    if case and case.get("valid_until") and _parse_until(case["valid_until"]) <= now:
+        case = None
+    if person is None and not revoked and case is None:
+        return None, None
+    person = person or {}
+    until = _parse_until(person.get("observation_until"))
+    status = "active"
+    if person.get("status") == "moved_out":
+        status = "moved_out"
+    elif until is not None and now < until:
+        status = "under_observation"
+    risk = person.get("risk")
+    return RegistryEntry(
+        person_id=verdict.person_id,
+        site_id=person.get("site"),
+        status=status,
+        observation_until=until,
+        pass_revoked=revoked,
+        name=str(person.get("name") or ""),
+        unit=str(person.get("unit") or ""),
+        visitor_special_case=case is not None,
+    ), (risk if risk in ("green", "yellow", "red") else None)
+
+
+def _parse_until(value: Any) -> datetime | None:
+    """An ISO date means "through that day" (China time); a datetime is taken as is."""
+    if not value:
+        return None
+    try:
+        if isinstance(value, str) and len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ) + timedelta(days=1)
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        log.warning("registry date %r is not ISO 8601; ignored", value)
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def load_keys(settings: Settings, journal: Journal) -> dict:
+    """Issuer keys from the config plus those the registry pushed."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from gateway.passes import key_id
+
+    keys = load_public_keys(settings.passes.issuer_keys)
+    for kid, payload in journal.registry_all("key").items():
+        try:
+            key = load_pem_public_key(str(payload.get("public_pem", "")).encode())
+        except (ValueError, TypeError):
+            log.warning("registry key %s is not a PEM public key; ignored", kid)
+            continue
+        if isinstance(key, Ed25519PublicKey):
+            keys[key_id(key)] = key
+    return keys
+
+
+def current_policy(settings: Settings, journal: Journal) -> Policy:
+    """The config's policy, unless the registry pushed a newer version for this site."""
+    local = policy_from_settings(settings)
+    pushed = journal.registry_get("policy", settings.gate.site)
+    if pushed is None:
+        return local
+    try:
+        return newest(local, parse_policy(pushed, source="registry policy"))
+    except PolicyError as exc:
+        log.warning("%s", exc)
+        return local

@@ -1,0 +1,62 @@
+"""What the loop reads from the registry copy for one verified pass."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from gateway.journal import Journal
+from gateway.passes import PassVerdict
+from gateway.registry_copy import registry_entry
+
+NOW = datetime(2026, 2, 10, 4, 0, tzinfo=timezone.utc)  # 12:00 in Beijing
+
+
+def verdict(person="r-1", pass_id="p-1", kind="resident", signature_ok=True):
+    return PassVerdict(valid=signature_ok, reasons=[] if signature_ok else ["bad_signature"], person_id=person,
+                       pass_id=pass_id, kind=kind, site_id="site-1", signature_ok=signature_ok)
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = Journal.open(tmp_path / "j.db")
+    yield j
+    j.close()
+
+
+def put(journal, entity, entity_id, payload, seq=[0]):
+    seq[0] += 1
+    journal.apply_registry_page([{"entity": entity, "entity_id": entity_id, "op": "upsert",
+                                  "payload": payload, "change_seq": seq[0]}], f"c{seq[0]}")
+
+
+def test_unknown_person_and_forged_pass_have_no_entry(journal):
+    assert registry_entry(journal, verdict(), NOW) == (None, None)
+    put(journal, "person", "r-1", {"name": "张伟"})
+    assert registry_entry(journal, verdict(signature_ok=False), NOW) == (None, None)  # never trust a forger's ids
+
+
+def test_home_observation_runs_through_the_last_day_in_china_time(journal):
+    put(journal, "person", "r-1", {"name": "吴敏", "unit": "8-1-401", "observation_until": "2026-02-10", "risk": "yellow"})
+    entry, code = registry_entry(journal, verdict(), NOW)
+    assert entry.status == "under_observation" and entry.name == "吴敏" and code == "yellow"
+    after = datetime(2026, 2, 10, 16, 0, tzinfo=timezone.utc)  # 00:00 on the 11th in Beijing
+    assert registry_entry(journal, verdict(), after)[0].status == "active"
+
+
+def test_revoked_pass_and_moved_out_person(journal):
+    put(journal, "revocation", "p-1", {"reason": "lost"})
+    entry, _ = registry_entry(journal, verdict(), NOW)
+    assert entry.pass_revoked and entry.status == "active"
+    put(journal, "person", "r-1", {"status": "moved_out", "observation_until": "not a date"})
+    entry, _ = registry_entry(journal, verdict(), NOW)
+    assert entry.status == "moved_out" and entry.observation_until is None
+
+
+def test_filed_visitor_case_counts_until_it_expires(journal):
+    put(journal, "visitor_case", "v-1", {"name": "何医生", "valid_until": "2026-02-11T00:00:00+08:00"})
+    entry, _ = registry_entry(journal, verdict("v-1", "p-v", kind="visitor"), NOW)
+    assert entry.visitor_special_case
+    later = datetime(2026, 2, 11, 0, 0, tzinfo=timezone.utc)
+    assert registry_entry(journal, verdict("v-1", "p-v", kind="visitor"), later) == (None, None)
