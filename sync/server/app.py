@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import protocol as p
@@ -198,6 +198,11 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()[:20]]
         return _error(422, "invalid", errors)
 
+    @app.exception_handler(IntegrityError)
+    async def _conflict(request, exc):
+        log.error("integrity error: %s", exc.orig)
+        return _error(409, "conflict", "the request conflicts with stored data")
+
     @app.exception_handler(OperationalError)
     async def _busy(request, exc):
         log.warning("database busy: %s", exc.orig)
@@ -296,6 +301,10 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
         etag = p.etag_for(current)
         if if_none_match == etag and since >= current:
             return Response(status_code=304, headers={"ETag": etag})
+        if since > current:
+            # The kiosk has seen changes this server does not have (restored
+            # from a backup): its copy cannot be patched, only replaced.
+            return _error(410, "must_refetch", f"cursor {since} is ahead of this server's feed ({current})")
         try:
             changes, cursor, up_to_date = registry.feed_page(db, site_id, since, limit)
         except registry.FeedExpired as exc:

@@ -32,7 +32,7 @@ from gateway.clock import to_ns
 from sync.protocol import EventRecord
 from sync.server.auth import Gate
 from sync.server.db import Database
-from sync.server.schema import alerts, clock_anchors, events, quarantine, streams
+from sync.server.schema import alerts, clock_anchors, events, gates, quarantine, streams
 
 ALERT_KINDS = ("decision", "remeasure")
 EVENT_COLUMNS = tuple(c.name for c in events.columns)
@@ -105,7 +105,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, raw_events:
             .with_for_update()
         ).one()
         if row.gate_id != gate.id:
-            raise StreamForbidden(f"stream {stream_id} belongs to another gate")
+            _take_over_or_refuse(conn, stream_id, row.gate_id, gate)
         acked = row.acked_through
         if first_seq > acked + 1:
             raise Gap(acked, first_seq)
@@ -189,6 +189,17 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, raw_events:
         result.quarantined = len(bad_rows)
         result.alerts = len(alert_rows)
     return result
+
+
+def _take_over_or_refuse(conn, stream_id: str, owner_id: int, gate: Gate) -> None:
+    """A gate re-enrolled under the same site and name (its old token revoked)
+    carries on with its journal; any other gate is refused."""
+    owner = conn.execute(
+        select(gates.c.site_id, gates.c.name, gates.c.revoked_at).where(gates.c.id == owner_id)
+    ).first()
+    if owner is None or owner.revoked_at is None or (owner.site_id, owner.name) != (gate.site_id, gate.name):
+        raise StreamForbidden(f"stream {stream_id} belongs to another gate")
+    conn.execute(streams.update().where(streams.c.stream_id == stream_id).values(gate_id=gate.id))
 
 
 def _bind_value(conn, column, value):

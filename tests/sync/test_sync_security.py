@@ -129,3 +129,15 @@ schema = schemathesis.openapi.from_asgi("/api/openapi.json", FUZZ_APP)
 def test_fuzzed_requests_never_get_a_server_error(case):
     token = FUZZ_STAFF_TOKEN if "/staff/" in case.path else FUZZ_GATE_TOKEN
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=[not_a_server_error])
+
+
+def test_a_reenrolled_gate_carries_on_with_its_stream(two_sites):
+    db, client, a, _b = two_sites
+    assert client.post("/api/v1/streams/s-a/events", json=batch(), headers=a).status_code == 200
+    auth.revoke_gate(db, "site-a", "gate-a")
+    _, new_token = auth.add_gate(db, "site-a", "gate-a")
+    other = {"Authorization": f"Bearer {auth.add_gate(db, 'site-a', 'gate-z')[1]}"}
+    # Another gate of the same site still may not write there.
+    assert client.post("/api/v1/streams/s-a/events", json=batch(3), headers=other).status_code == 403
+    r = client.post("/api/v1/streams/s-a/events", json=batch(3), headers={"Authorization": f"Bearer {new_token}"})
+    assert r.status_code == 200 and r.json()["acked_through"] == 4

@@ -258,3 +258,11 @@ def test_daily_report_counts_and_zero_report(env):
     assert report["fevers"][0]["person_id"] == "p-3"
     assert report["gates"] == [{"gate": "east-1", "admit": 1, "deny": 1, "fever": 1}]
     assert daily_report(db, "site-1", date(2026, 3, 1))["zero_report"] is True
+
+
+def test_a_cursor_ahead_of_the_server_gets_410(env):
+    client, db = env["client"], env["db"]
+    registry.add_person(db, "site-1", "p-1", name="a")
+    # A kiosk that saw change 50 before the server was restored from a backup.
+    r = client.get("/api/v1/sites/site-1/registry", params={"since": 50}, headers={"If-None-Match": '"h50"'})
+    assert r.status_code == 410
