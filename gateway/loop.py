@@ -461,6 +461,7 @@ class App:
     _threads: list[threading.Thread] = field(default_factory=list)
     _jpeg: tuple[int, bytes | None] = (0, None)
     _started: bool = False
+    failed: BaseException | None = None  # set when the loop thread died of a bug
 
     def start(self) -> "App":
         """Start devices, the loop, housekeeping and sync; the relay is closed first."""
@@ -470,7 +471,7 @@ class App:
         self.hardware.outputs.close_gate()
         self.hardware.camera.start()
         self.sampler.start()
-        self._spawn("checkpoint", self.checkpoint.run, self.stop_event)
+        self._spawn("checkpoint", self._run_checkpoint)
         self._spawn("housekeeping", self._housekeeping)
         if self.sync_worker is not None:
             self.sync_worker.start()
@@ -494,7 +495,7 @@ class App:
         self._started = False
 
     def serve(self, host: str | None = None, port: int | None = None, *, until: threading.Event | None = None) -> None:
-        """Serve the guard screen until Ctrl-C / SIGTERM (or `until` is set); blocks."""
+        """Serve the guard screen until Ctrl-C / SIGTERM, `until`, or the loop failing; blocks."""
         import uvicorn
 
         config = uvicorn.Config(
@@ -502,11 +503,14 @@ class App:
             log_level="warning", timeout_graceful_shutdown=2, access_log=False,
         )
         server = uvicorn.Server(config)
-        if until is not None:
-            def watch():
-                until.wait()
-                server.should_exit = True
-            threading.Thread(target=watch, name="serve-until", daemon=True).start()
+        stops = [self.stop_event] + ([until] if until is not None else [])
+
+        def watch():
+            while not any(event.wait(0.2) for event in stops):
+                pass
+            server.should_exit = True
+
+        threading.Thread(target=watch, name="serve-until", daemon=True).start()
         server.run()
 
     def camera_jpeg(self) -> bytes | None:
@@ -527,6 +531,18 @@ class App:
         jpeg = data.tobytes() if ok else None
         self._jpeg = (frame.seq, jpeg)
         return jpeg
+
+    def _run_checkpoint(self) -> None:
+        """The loop thread. A bug that escapes the loop stops the whole kiosk
+        (relay closed, exit status 70) so systemd restarts it, instead of a
+        screen that looks alive while nobody is being checked."""
+        try:
+            self.checkpoint.run(self.stop_event)
+        except BaseException as exc:
+            log.critical("the checkpoint loop crashed; stopping the kiosk", exc_info=True)
+            self.failed = exc
+            _quietly(self.hardware.outputs.close_gate)
+            self.stop_event.set()
 
     def _spawn(self, name: str, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

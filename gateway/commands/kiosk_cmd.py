@@ -13,6 +13,7 @@ from gateway.config import HardwareSettings, load_config
 
 EX_DATAERR = 65  # sysexits.h: the scenario file is wrong
 EX_UNAVAILABLE = 69  # a device the kiosk cannot start without (GPIO claimed, ...)
+EX_SOFTWARE = 70  # a bug stopped the loop: systemd restarts the kiosk
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,13 +77,13 @@ def _build(settings):
         raise CliError(f"{exc} (use [hardware] kind = \"fake\" to try without a Pi)", EX_UNAVAILABLE) from exc
 
 
-def _wait_for_signal(done: threading.Event) -> None:
-    """Block until `done` or SIGTERM/SIGINT (main thread only)."""
+def _wait_for_signal(done: threading.Event, *also: threading.Event) -> None:
+    """Block until `done` (or any of `also`) is set, or SIGTERM/SIGINT (main thread only)."""
     def handler(signum, frame):
         done.set()
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while not done.wait(0.5):
+        while not done.wait(0.2) and not any(e.is_set() for e in also):
             pass
     finally:
         for s, h in previous.items():
@@ -122,6 +123,10 @@ def run_kiosk(args: argparse.Namespace) -> int:
         app.serve(host, port)
     finally:
         app.stop()
+    if app.failed is not None:
+        from gateway.cli import CliError
+
+        raise CliError(f"the checkpoint loop crashed: {type(app.failed).__name__}: {app.failed}", EX_SOFTWARE)
     return 0
 
 
@@ -158,10 +163,12 @@ def run_simulation(args: argparse.Namespace) -> int:
                   f"(public side: /public)", file=sys.stderr)
             app.serve(host, port, until=player.done)
         else:
-            _wait_for_signal(player.done)
+            _wait_for_signal(player.done, app.stop_event)
         stop.set()
     finally:
         app.stop()
+    if app.failed is not None:
+        raise CliError(f"the checkpoint loop crashed: {type(app.failed).__name__}: {app.failed}", EX_SOFTWARE)
     return 0
 
 
