@@ -100,7 +100,10 @@ def test_fever_alert_appears_and_is_acknowledged_with_a_note(screen, issue):
     page.click("#fever-ack-btn")
     page.click("#ack-modal button[type=submit]")
     page.wait_for_selector("#ack-modal [data-for=note]:text('必填')")
-    page.fill("#ack-modal input[name=note]", "手持体温计复测 37.9，已引导至发热门诊并上报")
+    page.fill("#ack-modal input[name=note]", "手持体温计复测 37.9")
+    assert page.inner_text("#ack-modal [data-for=note]") == ""  # typing clears the error
+    page.click("#ack-modal [data-quick='已引导至发热门诊']")  # one tap adds a common phrase
+    assert page.input_value("#ack-modal input[name=note]") == "手持体温计复测 37.9；已引导至发热门诊"
     shot(page, "guard-fever-ack.png")
     page.click("#ack-modal button[type=submit]")
     page.wait_for_selector("#fever-banner", state="hidden")

@@ -241,6 +241,19 @@ el("remeasure-btn").addEventListener("click", async () => {
   const body = await post("remeasure", { for_seq: seq });
   if (!body.ok) showNotice(Object.values(body.errors || {}).map((e) => t(e.key, e.values)).join("；"), true);
 });
+// Typing in a field clears its error; quick notes add a common phrase to the note.
+document.querySelectorAll("dialog input").forEach((input) => input.addEventListener("input", () => {
+  input.classList.remove("invalid");
+  for (const field of [input.name, "form"]) {
+    const p = input.form && input.form.querySelector('[data-for="' + field + '"]');
+    if (p) p.textContent = "";
+  }
+}));
+document.querySelectorAll("[data-quick]").forEach((b) => b.addEventListener("click", () => {
+  const note = b.closest("form").elements.note;
+  note.value = note.value ? note.value + "；" + b.dataset.quick : b.dataset.quick;
+  note.dispatchEvent(new Event("input"));
+}));
 document.querySelectorAll("dialog form").forEach((form) => form.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   clearErrors(form);
