@@ -39,6 +39,10 @@ should know (people, revocations), with dates relative to today (`+14d`)::
     arrivals:
       - {at: 0, qr: {pass: {person: r-301}}, object_c: 36.3, direction: out}
 
+An arrival may also carry a `note` for people reading the file and an
+`expect` (`{decision: deny, reasons: [fever], flagged: true}`): what it should
+lead to. The simulator ignores both; the tests of `examples/` check `expect`.
+
 Errors name the file, the arrival and the key: ``rush.yaml: arrivals[3].object_c
 = 'hot': must be a number``.
 """
