@@ -79,7 +79,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "registry", "serve", "--db", self.db_url, "--port", str(self.port)],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w"),
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -29,6 +29,7 @@ import gzip
 import logging
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -120,9 +121,11 @@ class SyncClient:
             transport=transport,
         )
         self.last_server_time: datetime | None = None
+        self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-prefetch")
 
     def close(self) -> None:
         self._http.close()
+        self._prefetch.shutdown(wait=True)
 
     # --- HTTP ------------------------------------------------------------------
 
@@ -174,44 +177,62 @@ class SyncClient:
 
     # --- upload ----------------------------------------------------------------
 
+    def _encode(self, events: list[dict]) -> tuple[int, int, bytes] | None:
+        """The contiguous prefix of `events` as (first_seq, last_seq, request body)."""
+        if not events:
+            return None
+        first = events[0]["seq"]
+        count = 1
+        while count < len(events) and events[count]["seq"] == first + count:
+            count += 1
+        body = to_json({"first_seq": first, "events": [event_for_wire(e) for e in events[:count]]}, fallback=str)
+        if self.compress:
+            body = gzip.compress(body, compresslevel=1)
+        return first, first + count - 1, body
+
+    def _batch_after(self, seq: int) -> tuple[int, int, bytes] | None:
+        return self._encode(self.journal.events(after_seq=seq, limit=MAX_BATCH_EVENTS))
+
     def upload_pending(self) -> tuple[int, int | None]:
-        """Upload until nothing is pending. Returns (events acked now, acked_through)."""
+        """Upload until nothing is pending. Returns (events acked now, acked_through).
+
+        One batch is in flight at a time; while it is, the next one is read
+        and encoded on a helper thread (used only if the reply acks the whole
+        batch), which hides the kiosk's share of the work behind the network.
+        """
         uploaded, acked_through = 0, None
+        headers = {"Content-Type": "application/json"}
+        if self.compress:
+            headers["Content-Encoding"] = "gzip"
+        batch = self._encode(self.journal.pending(MAX_BATCH_EVENTS))
         for _ in range(MAX_BATCHES_PER_PASS):
-            batch = self.journal.pending(MAX_BATCH_EVENTS)
-            if not batch:
+            if batch is None:
                 break
-            first = batch[0]["seq"]
-            count = 1
-            while count < len(batch) and batch[count]["seq"] == first + count:
-                count += 1
-            body = to_json({"first_seq": first, "events": [event_for_wire(e) for e in batch[:count]]},
-                           fallback=str)
-            headers = {"Content-Type": "application/json"}
-            if self.compress:
-                body = gzip.compress(body, compresslevel=1)
-                headers["Content-Encoding"] = "gzip"
-            resp = self._request("POST", f"/streams/{self.journal.stream_id}/events", content=body, headers=headers)
-            data = self._json(resp)
+            first, last, body = batch
+            upcoming = self._prefetch.submit(self._batch_after, last)
+            try:
+                resp = self._request("POST", f"/streams/{self.journal.stream_id}/events",
+                                     content=body, headers=headers)
+                data = self._json(resp)
+            finally:
+                speculative = upcoming.result()
             acked = data.get("acked_through")
             if not isinstance(acked, int):
                 raise ServerUnavailable(f"reply without acked_through ({resp.status_code})")
-            if resp.status_code == 409:
-                self._rewind(acked)
-                acked_through = acked
-                continue
-            if acked < first - 1:
-                self._rewind(acked)
-            else:
-                if acked > self.journal.last_seq():
-                    log.error("the server has seq %d of stream %s but this journal ends at %d",
-                              acked, self.journal.stream_id, self.journal.last_seq())
-                uploaded += self.journal.mark_acked(acked)
             acked_through = acked
+            if resp.status_code == 409 or acked < first - 1:
+                self._rewind(acked)
+                batch = self._encode(self.journal.pending(MAX_BATCH_EVENTS))
+                continue
+            if acked > self.journal.last_seq():
+                log.error("the server has seq %d of stream %s but this journal ends at %d",
+                          acked, self.journal.stream_id, self.journal.last_seq())
+            uploaded += self.journal.mark_acked(acked)
             quarantined = [r for r in data.get("results", []) if r.get("status") == "quarantined"]
             if quarantined:
                 log.warning("server quarantined %d event(s), e.g. seq %s: %s",
                             len(quarantined), quarantined[0].get("seq"), quarantined[0].get("error"))
+            batch = speculative if acked == last else self._encode(self.journal.pending(MAX_BATCH_EVENTS))
         return uploaded, acked_through
 
     def _rewind(self, acked: int) -> None:

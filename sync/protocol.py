@@ -111,6 +111,15 @@ class EventRecord(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class ValidUploadBatch(Wire):
+    """The server's fast path: a batch whose events are all valid parses
+    straight from JSON into EventRecords; otherwise it falls back to
+    UploadBatch and checks (and quarantines) event by event."""
+
+    first_seq: int = Field(ge=1, le=2**62)
+    events: list[EventRecord] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
 class EventResult(Wire):
     seq: int
     status: Literal["accepted", "duplicate", "quarantined"]

@@ -261,13 +261,18 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     async def upload(stream_id: StreamPath, request: Request, gate: GateDep):
         # Parsed by pydantic-core straight from the bytes: much cheaper than
         # FastAPI's json.loads + model validation for 500 events.
+        body = await request.body()
         try:
-            batch = p.UploadBatch.model_validate_json(await request.body())
-        except ValidationError as exc:
-            errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()[:20]]
-            return _error(422, "invalid", errors)
-        for i, event in enumerate(batch.events):
-            seq = event.get("seq")
+            batch = p.ValidUploadBatch.model_validate_json(body)
+            seqs = [e.seq for e in batch.events]
+        except ValidationError:
+            try:
+                batch = p.UploadBatch.model_validate_json(body)
+            except ValidationError as exc:
+                errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()[:20]]
+                return _error(422, "invalid", errors)
+            seqs = [e.get("seq") for e in batch.events]
+        for i, seq in enumerate(seqs):
             if isinstance(seq, int) and seq != batch.first_seq + i:
                 refuse(422, "not_contiguous", f"events[{i}].seq is {seq}; expected {batch.first_seq + i}")
         try:

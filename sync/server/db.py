@@ -8,6 +8,7 @@ of spinning in SQLite's busy handler. PostgreSQL uses row locks (see ingest).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 from pathlib import Path
@@ -20,6 +21,37 @@ from sqlalchemy.engine import make_url
 DEFAULT_DB_URL = "sqlite:///var/registry.db"
 
 
+class FifoLock:
+    """A lock that serves waiters in arrival order.
+
+    threading.Lock lets a thread that just released re-acquire at once, so
+    under load some uploads wait seconds while others go round and round.
+    """
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._waiters: collections.deque[threading.Event] = collections.deque()
+        self._held = False
+
+    def __enter__(self):
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return self
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait()  # the releasing thread handed the lock to us
+        return self
+
+    def __exit__(self, *exc):
+        with self._guard:
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._held = False
+        return False
+
+
 class Database:
     """An engine plus the write discipline of its dialect."""
 
@@ -27,7 +59,7 @@ class Database:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.is_postgres = engine.dialect.name == "postgresql"
-        self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        self._write_lock = FifoLock() if self.is_sqlite else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -66,7 +98,8 @@ def open_database(url: str = DEFAULT_DB_URL, *, pool_size: int = 20) -> Database
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=pool_size, max_overflow=pool_size)
         _sqlite_discipline(engine)
     elif parsed.get_backend_name() == "postgresql":
         engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)

@@ -87,10 +87,47 @@ def _anchor_time_ns(record: EventRecord) -> int | None:
     return to_ns(when.astimezone(timezone.utc))
 
 
-def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, raw_events: list[dict],
+@dataclass
+class _Checked:
+    record: EventRecord | None
+    payload: str
+    error: str | None = None
+
+
+def check_events(items: list[EventRecord | dict]) -> list[_Checked]:
+    """Validate a batch's events (outside any transaction, so no lock is held)."""
+    if items and not all(isinstance(x, EventRecord) for x in items):
+        try:  # all valid: one call instead of one per event
+            items = _MANY.validate_python(items)
+        except ValidationError:
+            pass
+    checked = []
+    for item in items:
+        if isinstance(item, EventRecord):
+            record, payload = item, item.model_dump_json()
+        else:
+            payload = _payload(item)
+            try:
+                record = EventRecord.model_validate(item)
+            except ValidationError as exc:
+                checked.append(_Checked(None, payload, _short_error(exc)[:1000]))
+                continue
+        if record.kind == "clock_anchor" and _anchor_time_ns(record) is None:
+            checked.append(_Checked(None, payload, "clock_anchor needs detail.server_time as an ISO time with a zone"))
+            continue
+        checked.append(_Checked(record, payload))
+    return checked
+
+
+def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list[EventRecord | dict],
            now: datetime | None = None) -> IngestResult:
-    """Store one batch; raises Gap or StreamForbidden (nothing is written then)."""
+    """Store one batch; raises Gap or StreamForbidden (nothing is written then).
+
+    `items` are EventRecords (the endpoint's fast path, parsed straight from
+    JSON) or raw dicts, which are validated one by one.
+    """
     now = now or datetime.now(timezone.utc)
+    checked = check_events(items)
     with db.write() as conn:
         conn.execute(
             db.insert(streams)
@@ -110,52 +147,38 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, raw_events:
         if first_seq > acked + 1:
             raise Gap(acked, first_seq)
 
-        skip = min(acked - first_seq + 1, len(raw_events))
+        skip = min(acked - first_seq + 1, len(checked))
         result = IngestResult(acked_through=acked)
         for i in range(skip):
             result.results.append({"seq": first_seq + i, "status": "duplicate"})
         result.duplicates = skip
-        fresh = raw_events[skip:]
-        if not fresh:
+        if skip == len(checked):
             return result
 
-        good: list[tuple[int, dict, EventRecord]] = []
+        good: list[tuple[int, str, EventRecord]] = []
         bad_rows = []
-        try:  # the common case, all valid, in one call
-            records = _MANY.validate_python(fresh)
-        except ValidationError:
-            records = [None] * len(fresh)
-        for offset, raw in enumerate(fresh):
+        for offset, item in enumerate(checked[skip:]):
             seq = first_seq + skip + offset
-            record = records[offset]
-            try:
-                if record is None:
-                    record = EventRecord.model_validate(raw)
-                if record.kind == "clock_anchor" and _anchor_time_ns(record) is None:
-                    raise ValueError("clock_anchor needs detail.server_time as an ISO time with a zone")
-            except (ValidationError, ValueError) as exc:
-                error = _short_error(exc) if isinstance(exc, ValidationError) else str(exc)
-                bad_rows.append({
-                    "stream_id": stream_id, "seq": seq, "gate_id": gate.id, "received_at": now,
-                    "error": error[:1000], "payload": _payload(raw),
-                })
-                result.results.append({"seq": seq, "status": "quarantined", "error": error[:200]})
-                continue
-            good.append((seq, raw, record))
-            result.results.append({"seq": seq, "status": "accepted"})
+            if item.record is None:
+                bad_rows.append({"stream_id": stream_id, "seq": seq, "gate_id": gate.id, "received_at": now,
+                                 "error": item.error, "payload": item.payload})
+                result.results.append({"seq": seq, "status": "quarantined", "error": item.error[:200]})
+            else:
+                good.append((seq, item.payload, item.record))
+                result.results.append({"seq": seq, "status": "accepted"})
 
         new_anchors = _store_anchors(conn, db.insert, stream_id, good)
         anchors = _anchors_for(conn, {r.boot_id for _, _, r in good if not r.clock_synced})
         rows, alert_rows = [], []
         received = _bind_value(conn, events.c.received_at, now)
-        for seq, raw, record in good:
+        for seq, payload, record in good:
             time_ns, source = _event_time(record, anchors)
             body_c = None if record.body_c is None else float(record.body_c)
             # In EVENT_COLUMNS order.
             rows.append((
                 stream_id, seq, gate.site_id, gate.id, record.kind, time_ns, source, record.wall_time,
                 record.boot_id, record.mono_ns, record.clock_synced, record.decision, record.flagged,
-                record.person_id, record.pass_id, body_c, received, _payload(raw),
+                record.person_id, record.pass_id, body_c, received, payload,
             ))
             if record.flagged and record.kind in ALERT_KINDS:
                 alert_rows.append({
@@ -179,7 +202,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, raw_events:
             conn.execute(quarantine.insert(), bad_rows)
         if alert_rows:
             conn.execute(alerts.insert(), alert_rows)
-        last = first_seq + len(raw_events) - 1
+        last = first_seq + len(checked) - 1
         conn.execute(
             streams.update().where(streams.c.stream_id == stream_id)
             .values(acked_through=last, last_upload_at=now)
@@ -228,7 +251,7 @@ def _bulk_insert_events(db: Database, conn, rows: list[tuple]) -> None:
 def _store_anchors(conn, db_insert, stream_id: str, good) -> dict[str, tuple[int, int]]:
     """Insert this batch's clock anchors; returns boot_id -> first (mono_ns, server_ns)."""
     rows, first = [], {}
-    for seq, _raw, record in good:
+    for seq, _payload_text, record in good:
         if record.kind != "clock_anchor":
             continue
         server_ns = _anchor_time_ns(record)
