@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.config import load_config  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
-from sync.client import SyncClient  # noqa: E402
+from sync.client import SyncClient, SyncError  # noqa: E402
 from sync.protocol import event_for_wire  # noqa: E402
 from sync.server import auth, open_database  # noqa: E402
 from sync.server.ingest import ingest  # noqa: E402
@@ -165,24 +165,30 @@ def drain(db_url: str, journal_path: Path, workdir: Path) -> dict:
         pending = journal.pending_count()
         client = SyncClient(journal, settings)
         t0 = time.perf_counter()
-        uploaded, acked = client.upload_pending()
+        uploaded = retries = 0
+        while journal.pending_count():
+            try:
+                uploaded += client.upload_pending()[0]
+            except SyncError:  # counted and retried, as the worker would
+                retries += 1
         elapsed = time.perf_counter() - t0
         client.close()
         left = journal.pending_count()
         journal.close()
-    return {"events": pending, "uploaded": uploaded, "seconds": elapsed, "rate": uploaded / elapsed, "left": left}
+    return {"events": pending, "uploaded": uploaded, "seconds": elapsed, "rate": uploaded / elapsed, "left": left,
+            "retries": retries}
 
 
 async def _fleet(url: str, tokens: list[str], batches: int, per_batch: int) -> tuple[list[float], int, float, int]:
     latencies: list[float] = []
-    limited = 0
+    limited = errors = 0
     template = event_for_wire({**EVENT, "time": "2026-02-01T08:00:00+00:00", "boot_id": "bench",
                                "mono_ns": 1, "wall_time": 1_769_932_800_000_000_000, "clock_synced": True,
                                "detail": {}})
     limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         async def gate(token: str) -> int:
-            nonlocal limited
+            nonlocal limited, errors
             stream = str(uuid.uuid4())
             sent = 0
             seq = 1
@@ -191,9 +197,13 @@ async def _fleet(url: str, tokens: list[str], batches: int, per_batch: int) -> t
                     {**template, "seq": seq + i, "mono_ns": seq + i} for i in range(per_batch)]}).encode()
                 while True:
                     t0 = time.perf_counter()
-                    r = await http.post(f"/api/v1/streams/{stream}/events", content=body,
-                                        headers={"Authorization": f"Bearer {token}",
-                                                 "Content-Type": "application/json"})
+                    try:
+                        r = await http.post(f"/api/v1/streams/{stream}/events", content=body,
+                                            headers={"Authorization": f"Bearer {token}",
+                                                     "Content-Type": "application/json"})
+                    except httpx.TransportError:  # e.g. a keep-alive connection the server closed
+                        errors += 1
+                        continue
                     latencies.append(time.perf_counter() - t0)
                     if r.status_code == 429:
                         limited += 1
@@ -208,7 +218,7 @@ async def _fleet(url: str, tokens: list[str], batches: int, per_batch: int) -> t
         t0 = time.perf_counter()
         sent = sum(await asyncio.gather(*(gate(t) for t in tokens)))
         elapsed = time.perf_counter() - t0
-    return latencies, sent, elapsed, limited
+    return latencies, sent, elapsed, limited, errors
 
 
 def fleet(db_url: str, gates: int, batches: int = 10, per_batch: int = 50) -> dict:
@@ -217,10 +227,11 @@ def fleet(db_url: str, gates: int, batches: int = 10, per_batch: int = 50) -> di
     tokens = [auth.add_gate(db, "site-1", f"g-{i}")[1] for i in range(gates)]
     db.dispose()
     with ServerProcess(db_url) as server:
-        latencies, sent, elapsed, limited = asyncio.run(_fleet(server.url, tokens, batches, per_batch))
+        latencies, sent, elapsed, limited, errors = asyncio.run(_fleet(server.url, tokens, batches, per_batch))
     latencies.sort()
     return {"events": sent, "rate": sent / elapsed, "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000, "requests": len(latencies), "limited": limited}
+            "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000, "requests": len(latencies), "limited": limited,
+            "errors": errors}
 
 
 def run_engine(name: str, url_factory, journal_path: Path, wire_events: list[dict], gates: int, target: float,
@@ -239,9 +250,11 @@ def run_engine(name: str, url_factory, journal_path: Path, wire_events: list[dic
     print(f"baseline raw bulk insert      {base:10,.0f} events/s")
     print(f"ingest() in process           {inproc:10,.0f} events/s   ({inproc / base:.2f}x baseline)")
     print(f"drain over HTTP               {d['rate']:10,.0f} events/s   ({d['rate'] / base:.2f}x baseline; "
-          f"target {target:,.0f}: {verdict}); {d['uploaded']:,} events in {d['seconds']:.1f} s, {d['left']} left")
+          f"target {target:,.0f}: {verdict}); {d['uploaded']:,} events in {d['seconds']:.1f} s, {d['left']} left, "
+          f"{d['retries']} failed passes retried")
     print(f"{gates} gates at once             {f['rate']:10,.0f} events/s   ({f['rate'] / base:.2f}x baseline); "
-          f"p50 {f['p50_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms over {f['requests']} requests, {f['limited']} got 429")
+          f"p50 {f['p50_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms over {f['requests']} requests, {f['limited']} got 429, "
+          f"{f['errors']} connection errors retried")
 
 
 def main() -> int:
