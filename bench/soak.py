@@ -3,7 +3,7 @@
 Runs the whole kiosk on fake hardware (30 fps FakeCamera, emulated MLX90614,
 MockFactory relay) with a looping scenario of residents, a fever, bad passes
 and people without a pass, the guard screen served and polled for state and
-camera frames like an open browser. Samples RSS and CPU every few seconds and
+camera frames by a separate process, like an open browser. Samples RSS and CPU every few seconds and
 prints the RSS slope (least squares, after a warm-up) in MB per 10 minutes.
 Target: well under 1 MB / 10 min; the ratio to that target is printed.
 
@@ -49,17 +49,24 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
 
 
-def poll_screen(url: str, stop: threading.Event) -> None:
-    """What an open guard screen costs: state and camera frames, twice a second."""
-    import httpx
-
-    with httpx.Client(base_url=url, timeout=5) as client:
-        while not stop.wait(0.5):
+POLLER = """
+import sys, time, httpx
+with httpx.Client(base_url=sys.argv[1], timeout=5) as client:
+    while True:
+        for path in ("/api/state", "/camera.jpg"):
             try:
-                client.get("/api/state")
-                client.get("/camera.jpg")
+                client.get(path)
             except httpx.HTTPError:
                 pass
+        time.sleep(0.5)
+"""
+
+
+def poll_screen(url: str):
+    """An open guard screen, as a separate process like the browser: state and a camera frame twice a second."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", POLLER, url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> int:
@@ -67,6 +74,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--sample-s", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--no-screen", action="store_true", help="do not serve and poll the guard screen")
     args = parser.parse_args()
 
     from gateway.loop import build_app
@@ -80,9 +88,11 @@ def main() -> int:
     app.start()
     stop = threading.Event()
     threading.Thread(target=player.run, args=(stop,), daemon=True).start()
-    port = 18000 + os.getpid() % 1000
-    threading.Thread(target=app.serve, args=("127.0.0.1", port), kwargs={"until": stop}, daemon=True).start()
-    threading.Thread(target=poll_screen, args=(f"http://127.0.0.1:{port}", stop), daemon=True).start()
+    poller = None
+    if not args.no_screen:
+        port = 18000 + os.getpid() % 1000
+        threading.Thread(target=app.serve, args=("127.0.0.1", port), kwargs={"until": stop}, daemon=True).start()
+        poller = poll_screen(f"http://127.0.0.1:{port}")
 
     duration = args.minutes * 60
     start = time.monotonic()
@@ -97,6 +107,9 @@ def main() -> int:
         cpu = time.process_time() - cpu_start
         wall = time.monotonic() - start
         frames, decisions = app.hardware.camera.frames, app.checkpoint.decisions
+        if poller is not None:
+            poller.terminate()
+            poller.wait(5)
         stop.set()
         time.sleep(0.5)
         app.stop()
@@ -106,8 +119,8 @@ def main() -> int:
         warm = samples
     mb_per_10min = slope(warm) * 10
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"soak: {wall / 60:.1f} min at {args.fps:g} fps, {frames} frames, {decisions} decisions, "
-          f"guard screen polled twice a second")
+    screen = "no guard screen" if args.no_screen else "guard screen polled twice a second"
+    print(f"soak: {wall / 60:.1f} min at {args.fps:g} fps, {frames} frames, {decisions} decisions, {screen}")
     print(f"  RSS start {samples[0][1]:.1f} MB, after warm-up {warm[0][1]:.1f} MB, end {samples[-1][1]:.1f} MB, "
           f"peak {peak:.1f} MB")
     print(f"  RSS slope after warm-up: {mb_per_10min:+.3f} MB / 10 min  "
