@@ -19,23 +19,31 @@ from sqlalchemy import create_engine, select, text
 from sync.server import create_app, open_database
 from sync.server.schema import events
 
-PG_BASE_URL = os.environ.get("CHECKPOINT_TEST_PG", "postgresql://postgres@127.0.0.1/test")
+# CI's PostgreSQL trusts local connections as postgres or root, database `test`.
+PG_CANDIDATES = ([os.environ["CHECKPOINT_TEST_PG"]] if os.environ.get("CHECKPOINT_TEST_PG") else
+                 ["postgresql://postgres@127.0.0.1/test", "postgresql://root@127.0.0.1/test"])
+PG_BASE_URL = PG_CANDIDATES[0]
 
 
 # --- databases -----------------------------------------------------------------------
 
 
 def postgres_problem() -> str | None:
-    """None if PostgreSQL answers at PG_BASE_URL, else why not."""
-    try:
-        engine = create_engine(PG_BASE_URL.replace("postgresql://", "postgresql+psycopg://", 1),
-                               connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # any failure to reach it is a reason to skip (or fail in CI)
-        return f"PostgreSQL not reachable at {PG_BASE_URL}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    """None if PostgreSQL answers (PG_BASE_URL is then the URL that worked), else why not."""
+    global PG_BASE_URL
+    problems = []
+    for url in PG_CANDIDATES:
+        try:
+            engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                                   connect_args={"connect_timeout": 3})
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            engine.dispose()
+            PG_BASE_URL = url
+            return None
+        except Exception as exc:  # any failure to reach it is a reason to skip (or fail in CI)
+            problems.append(f"{url}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    return "PostgreSQL not reachable: " + "; ".join(problems)
 
 
 class PgSchema:
@@ -43,11 +51,12 @@ class PgSchema:
 
     def __init__(self):
         self.name = "sync_t_" + uuid.uuid4().hex[:12]
-        self._admin = create_engine(PG_BASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+        base = PG_BASE_URL
+        self._admin = create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
         with self._admin.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA {self.name}"))
-        sep = "&" if "?" in PG_BASE_URL else "?"
-        self.url = f"{PG_BASE_URL}{sep}options=-csearch_path%3D{self.name}"
+        sep = "&" if "?" in base else "?"
+        self.url = f"{base}{sep}options=-csearch_path%3D{self.name}"
 
     def drop(self):
         with self._admin.begin() as conn:
