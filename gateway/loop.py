@@ -271,7 +271,8 @@ class Checkpoint:
                                               decision.reading, pending.direction, decision.flagged))
 
     def _commit(self, decision: Decision, *, kind: str, operator: str | None = None,
-                extra_detail: dict | None = None, must_open: bool = False) -> dict | None:
+                extra_detail: dict | None = None, must_open: bool = False,
+                view_extra: dict | None = None) -> dict | None:
         """Journal first, then the gate. Returns the event, or None if it could not be logged.
 
         An unlogged automatic decision is not acted on (fail closed). A guard
@@ -290,7 +291,7 @@ class Checkpoint:
             if must_open:
                 self._actuate(decision)
                 self.state.show_decision({**self._view(decision, {"seq": None, "time": _iso_now()}, kind, operator),
-                                          "unlogged": True})
+                                          **(view_extra or {}), "unlogged": True})
                 return {"seq": None, "unlogged": True}
             self.state.show_decision(self._view(
                 Decision(decision="deny", flagged=decision.flagged, reasons=["journal_fault"],
@@ -299,7 +300,7 @@ class Checkpoint:
                 {"seq": None, "time": _iso_now()}, kind, operator))
             return None
         self._actuate(decision)
-        self.state.show_decision(self._view(decision, event, kind, operator))
+        self.state.show_decision({**self._view(decision, event, kind, operator), **(view_extra or {})})
         self.decisions += 1
         for listener in list(self.listeners):
             try:
@@ -370,7 +371,8 @@ class Checkpoint:
                 override=Override(operator=operator, reason=why),
             )
             detail = {"override_reason": reason, "note": note, "for_seq": for_seq}
-            event = self._commit(decision, kind="override", operator=operator, extra_detail=detail, must_open=True)
+            event = self._commit(decision, kind="override", operator=operator, extra_detail=detail, must_open=True,
+                                 view_extra={"override_reason": reason, "note": note or None})
             if decision.pass_id and not event.get("unlogged"):
                 self._last_use[(decision.pass_id, decision.direction)] = now
             return event

@@ -46,6 +46,7 @@ def restore_screen(state: ScreenState, journal: Journal, policy: Policy) -> None
             "guard_text": {lang: messages.text(detail.get("guard_message", ""), lang, **fields) for lang in messages.LANGUAGES},
             "public_text": {lang: messages.text(detail.get("public_message", ""), lang, **fields) for lang in messages.LANGUAGES},
             "operator": event["operator"], "note": detail.get("note"),
+            "override_reason": detail.get("override_reason"),
         }
         views.append(view)
         recent_enough = datetime.fromisoformat(event["time"]) >= day_start

@@ -25,7 +25,8 @@ function renderDecision(s) {
     const why = reasons.filter((r) => r !== "ok" || reasons.length === 1).map(reasonText).join("；");
     // Admit: the reasons ("valid pass, normal temperature"); "admitted" twice says nothing.
     // Deny: what to do, and the reasons in words when there is more than one.
-    if (cur.decision === "admit" && !cur.flagged) reason = why || what;
+    if (cur.kind === "override") reason = what;  // opened by the guard: say so, not what was missing
+    else if (cur.decision === "admit" && !cur.flagged) reason = why || what;
     else { reason = what || why; if ((cur.reasons || []).length > 1 || !what) whyLine = why; }
     if (cur.unlogged) reason += " — " + t("done.override_unlogged");
     const bits = [];
@@ -33,6 +34,7 @@ function renderDecision(s) {
     if (cur.person && cur.person.unit) bits.push(cur.person.unit);
     if (!bits.length && cur.person_id) bits.push(cur.person_id);
     if (cur.operator && cur.kind !== "decision") bits.push(t("override.by", { operator: cur.operator }));
+    if (cur.override_reason) bits.push(t("override.reason." + cur.override_reason));
     if (cur.note) bits.push(cur.note);
     person = bits.join(" · ");
   }
@@ -98,7 +100,10 @@ function renderRecent(s) {
     tag.textContent = d.flagged ? t("tag.fever") : t("tag." + d.decision);
     const what = document.createElement("span"); what.className = "what";
     const who = (d.person && d.person.name) || d.person_id || "";
-    what.textContent = (who ? who + " · " : "") + (d.reasons || []).map(reasonText).join("；");
+    const why = d.kind === "override"
+      ? t("override.by", { operator: d.operator || "" }) + (d.override_reason ? "：" + t("override.reason." + d.override_reason) : "")
+      : (d.reasons || []).map(reasonText).join("；");
+    what.textContent = (who ? who + " · " : "") + why;
     li.append(time, tag, what);
     ol.append(li);
   }
