@@ -196,6 +196,14 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
                 .values(event_time_ns=literal(anchor_ns - anchor_mono) + events.c.mono_ns,
                         time_source="anchor")
             )
+        if new_anchors:
+            # Open fever alerts of this stream take the corrected times too.
+            corrected = (select(events.c.event_time_ns)
+                         .where(events.c.stream_id == alerts.c.stream_id, events.c.seq == alerts.c.seq)
+                         .scalar_subquery())
+            conn.execute(alerts.update()
+                         .where(alerts.c.stream_id == stream_id, alerts.c.acknowledged_at.is_(None))
+                         .values(event_time_ns=corrected))
         if rows:
             _bulk_insert_events(db, conn, rows)
         if bad_rows:

@@ -119,6 +119,21 @@ def test_unsynced_event_times_are_corrected_from_a_later_clock_anchor(env):
     assert set(sources.values()) == {"anchor"}
 
 
+def test_an_open_fever_alert_gets_the_corrected_time(env):
+    client, db = env["client"], env["db"]
+    bogus = datetime(1970, 1, 2, tzinfo=timezone.utc)
+    fever = dict(ev(1, synced=False, mono_s=100), wall_time=to_ns(bogus), flagged=True, decision="deny",
+                 reasons=["fever"], body_c=38.4)
+    upload(client, 1, [fever])
+    assert registry.open_alerts(db, "site-1")[0]["event_time"].startswith("1970")
+    server_time = datetime(2026, 2, 1, 9, 0, tzinfo=timezone.utc)
+    anchor = dict(ev(2, synced=False, mono_s=160), kind="clock_anchor", decision=None, reasons=[],
+                  detail={"server_time": server_time.isoformat()})
+    upload(client, 2, [anchor])
+    alert = registry.open_alerts(db, "site-1")[0]
+    assert alert["event_time"] == (server_time - timedelta(seconds=60)).isoformat()
+
+
 def test_synced_events_keep_their_own_time(env):
     client, db = env["client"], env["db"]
     upload(client, 1, [ev(1)])
