@@ -70,6 +70,7 @@ REASON_CODES = (
     "moved_out",
     "under_observation",
     "passback",
+    "registry_stale",
     "visitor_policy",
     "health_code_red",
     "health_code_yellow",
@@ -88,12 +89,15 @@ MEMBER_KINDS = frozenset({"resident", "staff", "volunteer"})
 @dataclass(frozen=True)
 class GateMoment:
     """Where and when: the gate's site, the lane direction, the trusted wall
-    time (see `trusted_now`) and the monotonic time in seconds."""
+    time (see `trusted_now`) and the monotonic time in seconds.
+    `registry_stale`: the registry copy (revocations, home observation) is
+    older than the configured limit, so the kiosk cannot vouch for a pass."""
 
     site_id: str
     direction: Direction
     now: datetime
     mono_s: float
+    registry_stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -326,6 +330,11 @@ def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mo
         ):
             reasons.append("under_observation")
 
+    # A stale registry copy may miss a revocation or a home observation:
+    # per policy, a guard confirms (degraded mode) instead of silent acceptance.
+    if trusted and moment.registry_stale is True:
+        reasons.append("registry_stale")
+
     # 3. outsiders
     if entering and kind == "courier":
         reasons.append("visitor_policy")
@@ -360,6 +369,7 @@ def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mo
         r for r in reasons
         if not (r in TEMPERATURE_REASONS and (not check_temperature or soft_ok))
         and not (r == "passback" and policy.passback == "alert")
+        and not (r == "registry_stale" and policy.stale_registry == "admit")
     ]
     notes = [r for r in reasons if r not in blocking]
     valid_override = override if _valid_override(override) else None
@@ -453,6 +463,7 @@ _GUARD_PRIORITY = (
     ("expired", "guard.expired"),
     ("not_yet_valid", "guard.not_yet_valid"),
     ("passback", "guard.passback"),
+    ("registry_stale", "guard.registry_stale"),
     ("visitor_policy", None),  # depends on the kind and the visitor mode
     ("health_code_yellow", None),
     ("health_code_missing", "guard.health_code_missing"),
@@ -462,6 +473,7 @@ _GUARD_PRIORITY = (
 )
 
 _PUBLIC = {
+    "registry_stale": "public.see_staff",
     "under_observation": "public.contact_community",
     "fever": "public.see_staff",
     "sensor_fault": "public.see_staff",
@@ -494,6 +506,8 @@ def _guard_message(reasons: list[str], outcome: str, direction: str, kind: str |
             return "guard.no_temperature_soft"
         if "passback" in reasons:
             return "guard.passback_alert"
+        if "registry_stale" in reasons:
+            return "guard.registry_stale_alert"
         return "guard.admit_exit" if direction == "out" else "guard.admit"
     for reason, key in _GUARD_PRIORITY:
         if reason in reasons:

@@ -54,7 +54,7 @@ from gateway.decision import (
 from gateway.journal import Journal, JournalWriteError
 from gateway.passes import PassVerdict, verify
 from gateway.policy import Policy
-from gateway.registry_copy import current_policy, load_keys, registry_entry
+from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale
 from gateway.screen.history import counts_today, restore_screen
 from gateway.screen.state import ScreenState
 from gateway.thermometry import Reading, remeasure, sensor_fault, stable_reading, timed_out
@@ -244,8 +244,9 @@ class Checkpoint:
     # --- decide, commit, act -------------------------------------------------------------
 
     def _moment(self, direction: str, now: float) -> GateMoment:
-        return GateMoment(site_id=self.settings.gate.site, direction=direction,
-                          now=self.journal.trusted_now(), mono_s=now)
+        trusted = self.journal.trusted_now()
+        return GateMoment(site_id=self.settings.gate.site, direction=direction, now=trusted, mono_s=now,
+                          registry_stale=registry_stale(self.journal, self.settings, trusted))
 
     def _decide_and_act(self, pending: _Pending, reading: Reading, now: float) -> None:
         used_reading: Any = reading

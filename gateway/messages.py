@@ -66,6 +66,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "该通行证刚在此方向使用过，请核实是否本人",
         "en": "This pass was just used in this direction; check the holder",
     },
+    "guard.registry_stale": {
+        "zh": "居民名单过久未更新：请人工核对通行证和本人后手动开闸",
+        "en": "Resident list is out of date: check the pass and the holder, then open by hand",
+    },
+    "guard.registry_stale_alert": {
+        "zh": "已放行：居民名单过久未更新，请留意核对",
+        "en": "Admitted: the resident list is out of date; keep an eye out",
+    },
     "guard.passback_alert": {
         "zh": "已放行：该通行证刚在此方向使用过，请留意",
         "en": "Admitted: this pass was just used in this direction; keep an eye out",

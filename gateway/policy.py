@@ -76,6 +76,12 @@ class Policy(BaseModel):
     observation_blocks_exit: bool = Field(
         True, description="People under home observation may not go out (SPEC rule 9)"
     )
+    stale_registry: Literal["guard_confirm", "admit"] = Field(
+        "guard_confirm",
+        description="When the registry copy is older than [sync] staleness_limit_h: guard_confirm "
+        "refuses automatic entry (registry_stale) until the guard checks the pass and opens; "
+        "admit lets valid passes through and warns the guard",
+    )
     check_temperature_on_exit: bool = Field(
         False, description="Also enforce the temperature rules on the way out"
     )

@@ -17,6 +17,7 @@ from gateway.decision import RegistryEntry
 from gateway.journal import Journal
 from gateway.passes import PassVerdict, load_public_keys
 from gateway.policy import Policy, PolicyError, newest, parse_policy, policy_from_settings
+from sync.protocol import SNAPSHOT_IN_PROGRESS
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,21 @@ def _parse_until(value: Any) -> datetime | None:
         log.warning("registry date %r is not ISO 8601; ignored", value)
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def registry_stale(journal: Journal, settings: Settings, now: datetime) -> bool:
+    """Is the registry copy too old (or half-applied) to vouch for a pass?
+
+    Only a kiosk that syncs can go stale; a kiosk without `[sync]` runs on
+    the registry entries it was given. A copy never synced, or stopped in
+    the middle of a snapshot, is stale: it may lack revocations.
+    """
+    if settings.sync is None:
+        return False
+    synced_at = journal.registry_synced_at()
+    if synced_at is None or journal.registry_cursor() == SNAPSHOT_IN_PROGRESS:
+        return True
+    return now - synced_at > timedelta(hours=settings.sync.staleness_limit_h)
 
 
 def load_keys(settings: Settings, journal: Journal) -> dict:

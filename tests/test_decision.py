@@ -80,6 +80,7 @@ class Case:
     guard: str | None = None
     public: str | None = None
     kw: dict = field(default_factory=dict)
+    stale: bool = False  # the registry copy is older than the limit
 
 
 OBSERVED = replace(RESIDENT, status="under_observation", observation_until=T0 + timedelta(days=10))
@@ -150,6 +151,16 @@ CASES = [
     Case("passback alert only", "admit", ["passback"], policy=Policy(passback="alert"),
          kw={"last_use_mono_s": 990.0}, guard="guard.passback_alert"),
     Case("passback on exit", "deny", ["passback"], direction="out", kw={"last_use_mono_s": 995.0}),
+    # degraded mode: the registry copy is too old to vouch for a pass
+    Case("stale registry: guard confirms", "deny", ["registry_stale"], stale=True, guard="guard.registry_stale",
+         public="public.see_staff"),
+    Case("stale registry on exit: guard confirms", "deny", ["registry_stale"], stale=True, direction="out"),
+    Case("stale registry admitted by policy, guard warned", "admit", ["registry_stale"], stale=True,
+         policy=Policy(stale_registry="admit"), guard="guard.registry_stale_alert"),
+    Case("stale registry, guard confirmed", "admit", ["registry_stale", "guard_override"], stale=True,
+         kw={"override": Override("guard-07", "pass and face checked by hand")}),
+    Case("stale registry does not matter without a valid pass", "deny", ["no_credential"], stale=True,
+         credential=None, entry=None),
     # visitors: register mode (1 Feb) and deny mode (9 Feb)
     Case("visitor, register mode, registered", "admit", ["ok"], credential=credential("visitor", person="V-1"),
          entry=None, policy=REGISTER, kw={"visitor": VisitorRegistration("vis-7")}),
@@ -215,7 +226,7 @@ CASES = [
 
 
 def run(case: Case) -> Decision:
-    moment = GateMoment(site_id=SITE, direction=case.direction, now=T0, mono_s=1000.0)
+    moment = GateMoment(site_id=SITE, direction=case.direction, now=T0, mono_s=1000.0, registry_stale=case.stale)
     return decide(case.credential, case.reading, case.entry, case.policy, moment,
                   threshold_c=THRESHOLD, **case.kw)
 

@@ -184,6 +184,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "reason.moved_out": ("已迁出，请联系社区", "Moved out: contact the community office"),
     "reason.unknown_person": ("名单中没有此人", "Not on the resident list"),
     "reason.passback": ("此通行证刚刚已使用", "This pass was just used"),
+    "reason.registry_stale": ("居民名单过久未更新，需人工核对", "Resident list out of date: check by hand"),
     "reason.visitor_policy": ("外来人员暂不允许进入", "Visitors are not admitted now"),
     "reason.visitor_registered": ("访客已登记", "Visitor registered"),
     "reason.courier": ("快递外卖不得入内，请放至指定位置", "Couriers do not enter: use the drop-off point"),
