@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
-from sqlalchemy import literal, select
+from sqlalchemy import func, literal, select
 
 from gateway.clock import to_ns
 from sync.protocol import EventRecord
@@ -201,9 +201,11 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
             corrected = (select(events.c.event_time_ns)
                          .where(events.c.stream_id == alerts.c.stream_id, events.c.seq == alerts.c.seq)
                          .scalar_subquery())
+            # An alert whose event is gone (purged by retention, or a server
+            # restored from an older backup) keeps the time it has.
             conn.execute(alerts.update()
                          .where(alerts.c.stream_id == stream_id, alerts.c.acknowledged_at.is_(None))
-                         .values(event_time_ns=corrected))
+                         .values(event_time_ns=func.coalesce(corrected, alerts.c.event_time_ns)))
         if rows:
             _bulk_insert_events(db, conn, rows)
         if bad_rows:
