@@ -11,6 +11,15 @@ from pathlib import Path
 # Same as sync.server.db.DEFAULT_DB_URL; not imported so `--help` stays fast.
 DEFAULT_DB_URL = "sqlite:///var/registry.db"
 DB_HELP = "database URL (default sqlite:///var/registry.db; postgresql://user@host/db for PostgreSQL)"
+# Same as sync.server.retention.DEFAULT_RETENTION_DAYS / MAX_RETENTION_DAYS.
+DEFAULT_RETENTION_DAYS = 30
+MAX_RETENTION_DAYS = 3650
+RETENTION_HELP = (
+    "delete events (temperatures, decisions, ledgers), quarantined events, clock anchors and acknowledged "
+    "fever alerts this many days after the server received them; unacknowledged fever alerts stay "
+    f"(default {DEFAULT_RETENTION_DAYS}: covers the 14-day home observation and leaves the street office "
+    "time for its checks)"
+)
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
@@ -32,6 +41,16 @@ def _day(value: str) -> date:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2026-02-01") from None
 
 
+def _retention_days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of days from 1 to {MAX_RETENTION_DAYS}")
+    return days
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     reg = sub.add_parser(
         "registry",
@@ -44,6 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _parser(actions, "serve", "run the registry server", "checkpoint registry serve --db sqlite:///var/registry.db --port 8700", run_serve)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8700, help="port (default 8700)")
+    p.add_argument("--retention-days", type=_retention_days, default=DEFAULT_RETENTION_DAYS, metavar="DAYS",
+                   help=RETENTION_HELP + "; purged at start-up and then hourly")
+
+    p = _parser(actions, "purge", "delete health data older than the retention period once and print the counts",
+                "checkpoint registry purge --db sqlite:///var/registry.db --retention-days 30 --dry-run", run_purge)
+    p.add_argument("--retention-days", type=_retention_days, default=DEFAULT_RETENTION_DAYS, metavar="DAYS",
+                   help=RETENTION_HELP)
+    p.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
 
     gate = actions.add_parser("gate", help="enrol, revoke and list gates",
                               description="Enrol, revoke and list gates.",
@@ -148,9 +175,23 @@ def run_serve(args) -> int:
     from sync.server import create_app
 
     db = _db(args)
-    app = create_app(db=db)
-    print(f"registry: serving {args.db} on http://{args.host}:{args.port} (API docs at /api/docs)", file=sys.stderr)
+    app = create_app(db=db, retention_days=args.retention_days)
+    print(f"registry: serving {args.db} on http://{args.host}:{args.port} (API docs at /api/docs); "
+          f"health data kept {args.retention_days} days", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def run_purge(args) -> int:
+    from datetime import datetime, timezone
+
+    from sync.server.retention import cutoff_for, purge
+
+    now = datetime.now(timezone.utc)
+    counts = purge(_db(args), now, args.retention_days, dry_run=args.dry_run)
+    print(json.dumps({"retention_days": args.retention_days,
+                      "cutoff": cutoff_for(now, args.retention_days).isoformat(timespec="seconds"),
+                      "dry_run": args.dry_run, "deleted": counts}))
     return 0
 
 

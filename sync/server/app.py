@@ -12,11 +12,17 @@ cases, fever alerts, daily report.
 Every response carries `X-Server-Time`. Bodies over 1 MiB get 413, malformed
 ones 422 (or 400 for a broken gzip body); database contention is 503 with
 Retry-After, never a 500.
+
+Health data older than `retention_days` is purged at start-up and hourly in a
+worker thread (sync.server.retention).
 """
 
 
+import asyncio
+import contextlib
 import json
 import logging
+import threading
 import zlib
 from datetime import date
 from typing import Annotated, Any
@@ -36,6 +42,7 @@ from sync.server import auth, registry
 from sync.server.db import DEFAULT_DB_URL, Database, open_database
 from sync.server.ingest import Gap, StreamForbidden, ingest
 from sync.server.ratelimit import RateLimiter
+from sync.server.retention import DEFAULT_RETENTION_DAYS, PURGE_INTERVAL_S, check_retention_days, purge_periodically
 from sync.server.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -175,14 +182,35 @@ class ChangeOut(BaseModel):
 
 
 def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate_rate: float = 50.0,
-               gate_burst: float = 100.0, global_rate: float = 2000.0, global_burst: float = 4000.0) -> FastAPI:
-    """The registry server. Migrates the database on creation."""
+               gate_burst: float = 100.0, global_rate: float = 2000.0, global_burst: float = 4000.0,
+               retention_days: int = DEFAULT_RETENTION_DAYS, purge_interval_s: float = PURGE_INTERVAL_S) -> FastAPI:
+    """The registry server. Migrates the database on creation.
+
+    While it runs (under an ASGI lifespan) health data older than
+    `retention_days` is purged at start-up and every `purge_interval_s`.
+    """
+    check_retention_days(retention_days)
+    if not purge_interval_s > 0:
+        raise ValueError(f"purge_interval_s = {purge_interval_s!r}: must be a positive number of seconds")
     db = db or open_database(db_url)
     migrate(db)
     limiter = RateLimiter(per_key_rate=gate_rate, per_key_burst=gate_burst,
                           global_rate=global_rate, global_burst=global_burst)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        stop, wake = threading.Event(), asyncio.Event()
+        task = asyncio.create_task(purge_periodically(db, retention_days, purge_interval_s, stop, wake))
+        try:
+            yield
+        finally:
+            stop.set()
+            wake.set()
+            await task  # a running purge stops after its current batch
+
     app = FastAPI(title="Gate checkpoint registry", version="1", docs_url="/api/docs",
-                  openapi_url="/api/openapi.json", redoc_url=None)
+                  openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan)
+    app.state.retention_days = retention_days
     app.state.db = db
     app.state.limiter = limiter
     app.add_middleware(BodyLimitAndServerTime)

@@ -1,0 +1,181 @@
+"""Retention of health data on the registry server.
+
+Events (temperatures, decisions, visitor ledgers), quarantined raw events,
+clock anchors and acknowledged fever alerts are deleted once they are older
+than the retention period, counted from when the server received them. The
+default of 30 days covers the 14-day home observation and leaves the street
+office two more weeks for its checks.
+
+Never deleted here:
+- unacknowledged fever alerts: someone still has to act on them (they go
+  once acknowledged, if received before the cutoff);
+- `streams` (the per-stream watermark): exactly-once depends on it, so a
+  kiosk re-sending a purged batch is still answered "duplicate";
+- the registry change log and state, gates and staff: not health data.
+
+On PostgreSQL `events` is partitioned by month of `received_at` (see schema):
+a partition wholly before the cutoff is dropped in one statement, and the
+boundary month and the default partition lose rows by DELETE. Rows go in
+batches of `batch_rows`, one short transaction each, so uploads (which queue
+on the same SQLite write lock) wait for one batch at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, literal_column, select, text, tuple_
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from gateway.clock import to_ns
+from sync.server.db import Database
+from sync.server.schema import alerts, clock_anchors, ensure_partitions, events, quarantine
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETENTION_DAYS = 30
+MAX_RETENTION_DAYS = 3650
+PURGE_INTERVAL_S = 3600.0
+BATCH_ROWS = 5000
+COUNT_KEYS = ("events", "event_partitions", "quarantine", "clock_anchors", "alerts")
+# Dropping a partition needs an exclusive lock on `events`; never queue
+# uploads behind it for long - the rows are deleted by DELETE instead.
+PARTITION_LOCK_TIMEOUT = "5s"
+_PARTITION_NAME = re.compile(r"^events_y(\d{4})m(\d{2})$")
+
+
+def check_retention_days(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RETENTION_DAYS:
+        raise ValueError(f"retention_days = {value!r}: must be a whole number of days from 1 to {MAX_RETENTION_DAYS}")
+    return value
+
+
+def cutoff_for(now: datetime, retention_days: int) -> datetime:
+    """Rows received before this instant (UTC) are purged."""
+    if now.tzinfo is None:
+        raise ValueError(f"now = {now!r}: must carry a time zone")
+    check_retention_days(retention_days)
+    # UTC: SQLite stores these timestamps as text without a zone.
+    return now.astimezone(timezone.utc) - timedelta(days=retention_days)
+
+
+def purge(db: Database, now: datetime, retention_days: int, *, dry_run: bool = False,
+          batch_rows: int = BATCH_ROWS, stop: threading.Event | None = None) -> dict[str, int]:
+    """Delete what is older than `retention_days` before `now`; returns counts per kind.
+
+    With `dry_run` nothing is deleted and the counts say what would be.
+    `stop` (set on server shutdown) ends the purge between two batches; the
+    next run carries on.
+    """
+    cutoff = cutoff_for(now, retention_days)
+    cutoff_ns = to_ns(cutoff)
+    counts = dict.fromkeys(COUNT_KEYS, 0)
+    stop = stop or threading.Event()
+
+    if db.is_postgres:
+        counts["events"], counts["event_partitions"] = _drop_old_partitions(db, cutoff, dry_run, stop)
+    old_event = events.c.received_at < cutoff
+    # (stream_id, seq) is unique by the watermark; on SQLite rowid is cheaper.
+    event_key = (literal_column("rowid"),) if db.is_sqlite else (events.c.stream_id, events.c.seq)
+    jobs = [
+        ("events", events, event_key, (old_event,)),
+        ("quarantine", quarantine, (quarantine.c.id,), (quarantine.c.received_at < cutoff,)),
+        # An anchor's server time is the server's clock when the kiosk synced,
+        # at or before its upload, so it goes no later than its event.
+        ("clock_anchors", clock_anchors, (clock_anchors.c.stream_id, clock_anchors.c.seq),
+         (clock_anchors.c.server_time_ns < cutoff_ns,)),
+        ("alerts", alerts, (alerts.c.id,), (alerts.c.received_at < cutoff, alerts.c.acknowledged_at.is_not(None))),
+    ]
+    for name, table, key, where in jobs:
+        if dry_run:
+            with db.read() as conn:
+                counts[name] += conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+        else:
+            counts[name] += _delete_in_batches(db, table, key, where, batch_rows, stop)
+    return counts
+
+
+def _delete_in_batches(db: Database, table, key: tuple, where: tuple, batch_rows: int,
+                       stop: threading.Event) -> int:
+    key_expr = key[0] if len(key) == 1 else tuple_(*key)
+    doomed = select(*key).select_from(table).where(*where).limit(batch_rows)
+    statement = table.delete().where(key_expr.in_(doomed), *where)
+    total = 0
+    while not stop.is_set():
+        with db.write() as conn:
+            deleted = conn.execute(statement).rowcount
+        total += deleted
+        if deleted < batch_rows:
+            break
+    return total
+
+
+def _month_after(year: int, month: int) -> datetime:
+    return datetime(year + month // 12, month % 12 + 1, 1, tzinfo=timezone.utc)
+
+
+def _drop_old_partitions(db: Database, cutoff: datetime, dry_run: bool, stop: threading.Event) -> tuple[int, int]:
+    """Drop monthly partitions (named by schema.ensure_partitions) that end
+    at or before the cutoff; returns (rows dropped, partitions dropped or,
+    in a dry run, (0, partitions that would be))."""
+    with db.read() as conn:
+        names = conn.execute(text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'events'::regclass ORDER BY c.relname"
+        )).scalars().all()
+    rows = dropped = 0
+    for name in names:
+        match = _PARTITION_NAME.match(name)
+        if not match or _month_after(int(match[1]), int(match[2])) > cutoff or stop.is_set():
+            continue
+        if dry_run:  # its rows are in purge's count of old events
+            dropped += 1
+            continue
+        try:
+            with db.write() as conn:
+                conn.execute(text(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'"))
+                n = conn.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+                conn.execute(text(f'DROP TABLE "{name}"'))
+        except DBAPIError as exc:  # busy, or another replica dropped it first: rows go by DELETE
+            log.warning("retention: could not drop partition %s: %s", name, str(exc.orig).splitlines()[0])
+            continue
+        rows += n
+        dropped += 1
+        log.info("retention: dropped partition %s (%d events)", name, n)
+    return rows, dropped
+
+
+def run_once(db: Database, retention_days: int, stop: threading.Event | None = None) -> dict[str, int] | None:
+    """One scheduled purge (and, on PostgreSQL, next months' partitions); logs
+    the outcome and never raises for a database error."""
+    now = datetime.now(timezone.utc)
+    try:
+        if db.is_postgres:
+            ensure_partitions(db, now)
+        counts = purge(db, now, retention_days, stop=stop)
+    except SQLAlchemyError as exc:
+        log.error("retention: purge failed, retrying in an hour: %s", str(getattr(exc, "orig", exc)).splitlines()[0])
+        return None
+    if any(counts.values()):
+        log.info("retention: purged data received before %s: %s",
+                 cutoff_for(now, retention_days).isoformat(timespec="seconds"), counts)
+    return counts
+
+
+async def purge_periodically(db: Database, retention_days: int, interval_s: float,
+                             stop: threading.Event, wake: asyncio.Event) -> None:
+    """Purge now, then every `interval_s`, in a worker thread so requests go on.
+
+    Shut down by setting `stop` (ends a running purge between batches) and
+    `wake` (ends the wait), then awaiting the task.
+    """
+    while not stop.is_set():
+        await asyncio.to_thread(run_once, db, retention_days, stop)
+        try:
+            await asyncio.wait_for(wake.wait(), interval_s)
+        except asyncio.TimeoutError:
+            continue
