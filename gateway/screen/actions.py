@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from gateway.journal import Journal, JournalWriteError
 from gateway.screen.state import ScreenState
+from gateway.thermometry import is_fever
 
 OVERRIDE_REASONS = ("resident_fault", "remeasured_ok", "registered_visitor", "emergency", "other")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
@@ -221,7 +222,7 @@ class GuardActions:
             "filed_ref": form.text("filed_ref", max_len=40, required=form.flag("special_case")) or None,
         }
         admit = form.flag("admit")
-        if admit and entry["temperature_c"] is not None and entry["temperature_c"] >= self.threshold_c:
+        if admit and entry["temperature_c"] is not None and is_fever(entry["temperature_c"], self.threshold_c):
             form.errors["temperature_c"] = ("err.fever_no_admit", {"threshold": self.threshold_c})
         if admit and self._visitor_mode() == "deny" and not (entry["special_case"] and entry["filed_ref"]):
             form.errors.setdefault("filed_ref", ("err.filed_ref", {}))
