@@ -211,6 +211,14 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
         if bad_rows:
             conn.execute(quarantine.insert(), bad_rows)
         if alert_rows:
+            # After a restore from an older backup the same fever events come
+            # again: one alert per (stream, seq), never a second one.
+            known = set(conn.execute(
+                select(alerts.c.seq).where(alerts.c.stream_id == stream_id,
+                                           alerts.c.seq.in_([a["seq"] for a in alert_rows]))
+            ).scalars())
+            alert_rows = [a for a in alert_rows if a["seq"] not in known]
+        if alert_rows:
             conn.execute(alerts.insert(), alert_rows)
         last = first_seq + len(checked) - 1
         conn.execute(

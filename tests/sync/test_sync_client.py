@@ -108,6 +108,30 @@ def test_gap_rewinds_after_409_when_the_server_lost_a_backup(server, kiosk):
     assert_exactly_once(server.db_url, journal)
 
 
+def test_a_fever_resent_after_a_restore_raises_one_alert_not_two(server, kiosk):
+    from sqlalchemy import delete, select, update
+
+    from sync.server.schema import alerts, events, streams
+
+    settings, journal, _ = kiosk
+    fill(journal, 5)
+    fever = journal.append({**decision(99), "decision": "deny", "flagged": True, "reasons": ["fever"],
+                            "body_c": 38.1})
+    client = SyncClient(journal, settings)
+    client.sync_once()
+    # Restored from a backup taken before the fever event, but the alert table kept its row.
+    with server.db.write() as conn:
+        conn.execute(delete(events).where(events.c.seq > 3))
+        conn.execute(update(streams).values(acked_through=3))
+    fill(journal, 2, start=1000)
+    assert client.sync_once()["pending"] == 0
+    client.close()
+    assert_exactly_once(server.db_url, journal)
+    with server.db.engine.connect() as conn:
+        seqs = conn.execute(select(alerts.c.seq).where(alerts.c.stream_id == journal.stream_id)).scalars().all()
+    assert seqs == [fever["seq"]]
+
+
 def test_a_replaced_journal_starts_a_new_stream(server, kiosk):
     settings, journal, _ = kiosk
     fill(journal, 40)
