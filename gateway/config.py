@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.files import read_text_file
+
 EX_CONFIG = 78  # sysexits.h: a bad config must not make systemd restart-loop
 
 
@@ -301,12 +303,7 @@ def parse_config(text: str, path: Path | str = "config.toml") -> Settings:
 def load_config(path: Path | str) -> Settings:
     """Read and validate a config file; raises ConfigError with every problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(path, [f"{path}: no such config file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, [f"{path}: cannot read: {exc}"]) from None
+    text = read_text_file(path, "config", lambda problem: ConfigError(path, [problem]))
     return parse_config(text, path)
 
 

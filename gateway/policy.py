@@ -22,6 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.files import read_text_file
+
 HealthAction = Literal["admit", "guard", "deny"]
 
 
@@ -124,12 +126,7 @@ def parse_policy(data: str | bytes | dict, source: str = "policy") -> Policy:
 def load_policy(path: Path | str) -> Policy:
     """Read a policy JSON file. Raises PolicyError naming the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyError(f"{path}: no such policy file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{path}: cannot read: {exc}") from None
+    text = read_text_file(path, "policy", PolicyError)
     return parse_policy(text, source=path.name)
 
 

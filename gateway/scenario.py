@@ -62,6 +62,8 @@ from typing import Any, Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.files import read_text_file
+
 log = logging.getLogger(__name__)
 
 MAX_ARRIVALS = 10_000
@@ -171,12 +173,7 @@ def parse_scenario(data: Any, source: str | Path = "scenario") -> Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     """Read a .yaml/.yml/.json scenario file. Raises ScenarioError naming the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such scenario file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    text = read_text_file(path, "scenario", ScenarioError)
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
