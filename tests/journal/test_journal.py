@@ -268,3 +268,11 @@ def test_counts_for_day(journal, clock):
     journal.append(decision())
     day = T0.replace(hour=0)
     assert journal.counts_for_day(day, day + timedelta(days=1)) == {"admit": 1, "deny": 2, "flagged": 1}
+
+
+def test_every_journal_column_but_local_upload_state_goes_on_the_wire(journal):
+    """sync.protocol lists the wire fields on purpose (it is a contract); keep it in step."""
+    from sync.protocol import EVENT_FIELDS
+
+    columns = {row[1] for row in journal._conn.execute("PRAGMA table_info(events)")}
+    assert set(EVENT_FIELDS) == columns - {"stream_id", "acked"}
