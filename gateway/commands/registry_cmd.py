@@ -65,6 +65,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8700, help="port (default 8700)")
     p.add_argument("--retention-days", type=_retention_days, default=DEFAULT_RETENTION_DAYS, metavar="DAYS",
                    help=RETENTION_HELP + "; purged at start-up and then hourly")
+    p.add_argument("--notify", type=Path, metavar="FILE",
+                   help="TOML file of channels (e-mail, webhook, MQTT) that get street-office notices: "
+                        "fever case, unstaffed gate, gate offline (see README 'Notifications to the street office')")
+    p.add_argument("--redis", metavar="URL",
+                   help="share rate limits and login throttling with every replica on this Redis "
+                        "(e.g. redis://127.0.0.1:6379/0); default: counted in this process")
+    p.add_argument("--gate-rate", type=float, default=50.0, metavar="PER_S",
+                   help="uploads and registry reads per second one gate may make (default 50)")
+    p.add_argument("--gate-burst", type=float, default=100.0, metavar="N",
+                   help="requests one gate may make at once before --gate-rate applies (default 100)")
 
     p = _parser(actions, "purge", "delete health data older than the retention period once and print the counts",
                 "checkpoint registry purge --db sqlite:///var/registry.db --retention-days 30 --dry-run", run_purge)
@@ -174,10 +184,21 @@ def run_serve(args) -> int:
 
     from sync.server import create_app
 
+    from sync.server.notify_config import load_notify_config
+
+    notify_config = load_notify_config(args.notify) if args.notify else None
+    if not (args.gate_rate > 0 and args.gate_burst >= 1):
+        _fail(ValueError("--gate-rate must be > 0 and --gate-burst >= 1"))
     db = _db(args)
-    app = create_app(db=db, retention_days=args.retention_days)
+    try:
+        app = create_app(db=db, retention_days=args.retention_days, notify_config=notify_config,
+                         redis_url=args.redis, gate_rate=args.gate_rate, gate_burst=args.gate_burst)
+    except ValueError as exc:  # e.g. a --redis URL that is not redis://
+        _fail(exc)
     print(f"registry: serving {args.db} on http://{args.host}:{args.port} (API docs at /api/docs); "
-          f"health data kept {args.retention_days} days", file=sys.stderr)
+          f"health data kept {args.retention_days} days; "
+          f"notices: {len(notify_config.channels) if notify_config else 0} channel(s); "
+          f"rate limits: {'shared through Redis' if args.redis else 'counted in this process'}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

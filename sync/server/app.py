@@ -38,9 +38,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import protocol as p
-from sync.server import auth, registry
+from sync.server import auth, notify, registry
 from sync.server.db import DEFAULT_DB_URL, Database, open_database
 from sync.server.ingest import Gap, StreamForbidden, ingest
+from sync.server.notify_config import NotifyConfig
 from sync.server.ratelimit import RateLimiter
 from sync.server.retention import DEFAULT_RETENTION_DAYS, PURGE_INTERVAL_S, check_retention_days, purge_periodically
 from sync.server.schema import migrate
@@ -183,11 +184,15 @@ class ChangeOut(BaseModel):
 
 def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate_rate: float = 50.0,
                gate_burst: float = 100.0, global_rate: float = 2000.0, global_burst: float = 4000.0,
-               retention_days: int = DEFAULT_RETENTION_DAYS, purge_interval_s: float = PURGE_INTERVAL_S) -> FastAPI:
+               retention_days: int = DEFAULT_RETENTION_DAYS, purge_interval_s: float = PURGE_INTERVAL_S,
+               notify_config: NotifyConfig | None = None, redis_url: str | None = None) -> FastAPI:
     """The registry server. Migrates the database on creation.
 
     While it runs (under an ASGI lifespan) health data older than
-    `retention_days` is purged at start-up and every `purge_interval_s`.
+    `retention_days` is purged at start-up and every `purge_interval_s`, and
+    street-office notices go out through `notify_config`'s channels
+    (sync.server.notify). With `redis_url`, rate limits are shared by every
+    process on that Redis.
     """
     check_retention_days(retention_days)
     if not purge_interval_s > 0:
@@ -195,18 +200,22 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     db = db or open_database(db_url)
     migrate(db)
     limiter = RateLimiter(per_key_rate=gate_rate, per_key_burst=gate_burst,
-                          global_rate=global_rate, global_burst=global_burst)
+                          global_rate=global_rate, global_burst=global_burst,
+                          storage_url=redis_url, namespace=notify.instance_id(db))
+    contacts = notify.ContactLog()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         stop, wake = threading.Event(), asyncio.Event()
         task = asyncio.create_task(purge_periodically(db, retention_days, purge_interval_s, stop, wake))
+        notifier = notify.Notifier(db, notify_config, contacts).start()
         try:
             yield
         finally:
             stop.set()
             wake.set()
             await task  # a running purge stops after its current batch
+            await asyncio.to_thread(notifier.stop)
 
     app = FastAPI(title="Gate checkpoint registry", version="1", docs_url="/api/docs",
                   openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan)
@@ -251,6 +260,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
         gate = auth.gate_for_token(db, token)
         if gate is None:
             refuse(401, "unauthorized", "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+        contacts.saw(gate.id)
         wait = limiter.take(gate.id)
         if wait:
             refuse(429, "rate_limited", f"gate {gate.name} is sending too fast", {"Retry-After": str(wait)})

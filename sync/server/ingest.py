@@ -30,6 +30,7 @@ from sqlalchemy import func, literal, select
 
 from gateway.clock import to_ns
 from sync.protocol import EventRecord
+from sync.server import notify
 from sync.server.auth import Gate
 from sync.server.db import Database
 from sync.server.schema import alerts, clock_anchors, events, gates, quarantine, streams
@@ -208,6 +209,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
                          .values(event_time_ns=func.coalesce(corrected, alerts.c.event_time_ns)))
         if rows:
             _bulk_insert_events(db, conn, rows)
+            notify.enqueue_unstaffed(conn, gate, stream_id, good)
         if bad_rows:
             conn.execute(quarantine.insert(), bad_rows)
         if alert_rows:
@@ -220,6 +222,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
             alert_rows = [a for a in alert_rows if a["seq"] not in known]
         if alert_rows:
             conn.execute(alerts.insert(), alert_rows)
+            notify.enqueue_fever(conn, alert_rows)
         last = first_seq + len(checked) - 1
         conn.execute(
             streams.update().where(streams.c.stream_id == stream_id)

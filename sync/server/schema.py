@@ -16,6 +16,7 @@ BIGINT columns, which behave the same on both engines.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -179,6 +180,39 @@ registry_state = Table(
     Column("change_seq", BigInteger, nullable=False),
 )
 
+# Notices to the street office (sync.server.notify), written in the same
+# transaction as the event that causes them and delivered by a worker.
+# `ref` names the notice within this registry; the receiver's idempotency key
+# is the registry's instance id plus `ref`. `due_ns` is NULL once every
+# channel has it; `pending` lists the channels still to send to (NULL: not
+# routed yet). Not in `metadata`: created by their own migration, not `_v1`.
+street_metadata = MetaData()
+
+outbox = Table(
+    "outbox",
+    street_metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("ref", String(200), nullable=False, unique=True),
+    Column("site_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("due_ns", BigInteger, index=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("pending", Text),
+    Column("delivered_at", Timestamp),
+    Column("last_error", Text),
+)
+
+# Last time each gate called the server (flushed from memory every few
+# seconds), for the gate-offline notice.
+gate_contact = Table(
+    "gate_contact",
+    street_metadata,
+    Column("gate_id", BigInteger, primary_key=True),
+    Column("last_contact_ns", BigInteger, nullable=False),
+)
+
 _NOT_EVENTS = [t for t in metadata.sorted_tables if t is not events]
 
 _PG_EVENTS_DDL = """
@@ -219,7 +253,14 @@ def _v1(db: Database, conn) -> None:
     conn.execute(text("CREATE INDEX ix_events_unanchored ON events (boot_id) WHERE time_source = 'unknown'"))
 
 
-MIGRATIONS = [_v1]
+def _v_street_outbox(db: Database, conn) -> None:
+    street_metadata.create_all(conn)
+    # Names this registry in idempotency keys and shared rate-limit counters,
+    # so two registries on one receiver or one Redis never collide.
+    conn.execute(meta.insert().values(key="instance_id", value=uuid.uuid4().hex))
+
+
+MIGRATIONS = [_v1, _v_street_outbox]
 
 
 def migrate(db: Database) -> int:
