@@ -221,6 +221,10 @@ class SyncSettings(Section):
     staleness_limit_h: float = Field(
         24.0, gt=0.0, le=720.0, description="Registry older than this: degraded mode"
     )
+    request_timeout_s: float = Field(
+        5.0, ge=0.2, le=120.0,
+        description="Give up on one request after this and retry later (uploads are exactly once anyway)",
+    )
 
     @model_validator(mode="after")
     def _one_token(self):

@@ -107,9 +107,12 @@ class SyncClient:
     itself; `SyncWorker` serialises passes."""
 
     def __init__(self, journal: Journal, settings: Settings, *, transport: httpx.BaseTransport | None = None,
-                 timeout_s: float = 15.0, compress: bool = True):
+                 timeout_s: float | None = None, compress: bool = True):
         if settings.sync is None:
             raise ValueError("this config has no [sync] section: nothing to sync with")
+        # Short by default ([sync] request_timeout_s): a stalled server costs a
+        # retry, not a wait, and the watermark makes the re-send harmless.
+        timeout_s = settings.sync.request_timeout_s if timeout_s is None else timeout_s
         self.journal = journal
         self.site = settings.gate.site
         self.compress = compress
@@ -325,7 +328,7 @@ class SyncWorker:
     """
 
     def __init__(self, journal: Journal, settings: Settings, *, transport: httpx.BaseTransport | None = None,
-                 rng: random.Random | None = None, timeout_s: float = 15.0,
+                 rng: random.Random | None = None, timeout_s: float | None = None,
                  startup_jitter_s: float | None = None):
         self.journal = journal
         self.settings = settings
