@@ -283,3 +283,27 @@ def test_a_server_killed_between_send_and_record_repeats_with_the_same_key(db_ur
         assert receiver.keys() == {key: 2}, name
     with db.read() as conn:
         assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 1
+
+
+def test_webhook_signature_covers_the_body_and_a_fresh_timestamp():
+    from sync.server.notify_channels import sign, verify_signature
+
+    body = b'{"key":"k","kind":"fever_case"}'
+    now = 1_800_000_000
+    good = sign(SECRET, now, body)
+    assert verify_signature(SECRET, str(now), good, body, now=now + 10)
+    assert not verify_signature(SECRET, str(now), good, body.replace(b"fever", b"fevex"), now=now)
+    assert not verify_signature(SECRET, str(now + 1), good, body, now=now)  # timestamp swapped
+    assert not verify_signature(b"other", str(now), good, body, now=now)
+    assert not verify_signature(SECRET, str(now), good, body, now=now + 301)  # a replay, too late
+    assert not verify_signature(SECRET, None, good, body, now=now)
+
+
+def test_serve_with_a_bad_notify_config_exits_78_naming_the_key(tmp_path, capsys):
+    from gateway.cli import main
+
+    bad = tmp_path / "notify.toml"
+    bad.write_text('[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "ftp://x"\nsecret_file = "s"\n')
+    code = main(["registry", "serve", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--notify", str(bad)])
+    assert code == 78
+    assert "notify.toml: channels.0.webhook.url = 'ftp://x'" in capsys.readouterr().err
