@@ -210,11 +210,18 @@ class Notifier:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.is_set():
             try:
                 self.step()
-            except Exception:  # a database outage must not end notices for good
-                log.exception("notify: round failed; retrying")
+            except Exception as exc:  # a database outage must not end notices for good
+                if not failing:
+                    log.error("notify: worker failing, retrying every %.0f s: %s", self.poll_s, exc, exc_info=True)
+                failing = True
+            else:
+                if failing:
+                    log.info("notify: worker running again")
+                failing = False
             self._stop.wait(self.poll_s)
 
     def step(self, now: float | None = None) -> int:

@@ -1,5 +1,5 @@
-"""Admission control: a budget per gate and one for the whole server, and a
-login throttle, counted by the `limits` library.
+"""Admission control: a budget per gate, one for the whole server process,
+and a login throttle.
 
 When a city's power comes back, thousands of kiosks with backlogs call at
 once. Each request takes one unit of its budgets; an empty budget answers 429
@@ -7,23 +7,28 @@ with Retry-After (the time until a unit is back), and the kiosks' jittered
 backoff spreads the herd out.
 
 Where the counts live:
-- by default in this process's memory (one community, one server process);
-- with `storage_url="redis://host:6379/0"` (`registry serve --redis URL`) in
-  Redis, so every replica behind a load balancer draws on one budget.
-Keys are prefixed with the registry's instance id, so two registries on one
-Redis never share a budget. If Redis cannot be reached the request is
-admitted and the outage is logged once: a Redis blip must not stop every
-gate in the district.
+- by default in this process's memory: token buckets, about a microsecond a
+  request (one community, one server process);
+- with `storage_url="redis://host:6379/0"` (`registry serve --redis URL`) the
+  per-gate budgets and the login throttle are counted in Redis by the
+  `limits` library, so a gate spraying requests over every replica behind a
+  load balancer still has one budget. The global budget stays per process:
+  it guards that process's own CPU, which is what runs out.
+Redis keys are prefixed with the registry's instance id, so two registries on
+one Redis never share a budget. If Redis cannot be reached the request is
+admitted, Redis is left alone for a few seconds, and the outage is logged
+once: a Redis blip must not stop every gate in the district.
 
-A budget of `rate` per second with bursts of `burst` is counted as `burst`
-requests per sliding window of `ceil(burst / rate)` seconds: the same burst,
-and a long-run rate of at most `rate`.
+In Redis a budget of `rate` per second with bursts of `burst` is counted as
+`burst` requests per sliding window of `ceil(burst / rate)` seconds: the same
+burst, and a long-run rate of at most `rate`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 
 from limits import RateLimitItem, RateLimitItemPerSecond
@@ -53,24 +58,53 @@ def _whole_seconds(wait: float) -> int:
     return 0 if wait <= 0 else max(1, math.ceil(wait))
 
 
+STORE_RETRY_S = 5.0
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float, *, clock=time.monotonic):
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._stamp = clock()
+
+    def take(self) -> float:
+        """Take one token: 0.0 if granted, else seconds until one is available."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
+
 class _Counter:
     """A sliding-window limiter over one storage that admits when the storage is down."""
 
     def __init__(self, storage: Storage, namespace: str):
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._namespace = namespace
+        self._down_until = 0.0  # monotonic; while in the future, do not even try
         self._storage_down = False
 
     def _guard(self, fn, fallback):
+        if self._down_until and time.monotonic() < self._down_until:
+            return fallback
         try:
             result = fn()
         except StorageError as exc:
+            self._down_until = time.monotonic() + STORE_RETRY_S
             if not self._storage_down:
                 self._storage_down = True
                 log.error("rate limits: shared store unreachable, admitting requests: %s", exc)
             return fallback
         if self._storage_down:
             self._storage_down = False
+            self._down_until = 0.0
             log.info("rate limits: shared store reachable again")
         return result
 
@@ -96,21 +130,36 @@ class _Counter:
 
 
 class RateLimiter:
-    """A global budget plus one budget per key (gate id)."""
+    """A global budget (this process) plus one budget per key (gate id): in
+    memory, or in a shared store when `storage_url` is given."""
 
     def __init__(self, *, per_key_rate: float, per_key_burst: float, global_rate: float,
-                 global_burst: float, storage_url: str | None = None, namespace: str = "registry"):
-        self._per_key = budget(per_key_rate, per_key_burst)
-        self._global = budget(global_rate, global_burst)
-        self._counter = _Counter(open_storage(storage_url), namespace)
+                 global_burst: float, clock=time.monotonic, storage_url: str | None = None,
+                 namespace: str = "registry"):
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._per_key = (per_key_rate, per_key_burst)
+        self._global = TokenBucket(global_rate, global_burst, clock=clock)
+        self._buckets: dict[object, TokenBucket] = {}
+        self._shared_item = budget(per_key_rate, per_key_burst)
+        self._shared = _Counter(open_storage(storage_url), namespace) if storage_url else None
 
     def take_global(self) -> int:
         """0 if admitted, else the Retry-After in whole seconds (>= 1)."""
-        return self._counter.take(self._global, "global")
+        with self._lock:
+            return _whole_seconds(self._global.take())
 
     def take(self, key: object) -> int:
         """0 if admitted, else the Retry-After in whole seconds (>= 1)."""
-        return self._counter.take(self._per_key, "gate", str(key))
+        if self._shared is not None:
+            return self._shared.take(self._shared_item, "gate", str(key))
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                if len(self._buckets) > 100_000:  # forget idle gates rather than grow forever
+                    self._buckets.clear()
+                bucket = self._buckets[key] = TokenBucket(*self._per_key, clock=self._clock)
+            return _whole_seconds(bucket.take())
 
 
 class LoginThrottle:

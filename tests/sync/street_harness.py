@@ -59,10 +59,16 @@ class RegistryProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "RegistryProcess":
+        return self.launch().wait_ready()
+
+    def launch(self) -> "RegistryProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVE, "registry", "serve", "--db", self.db_url, "--port", str(self.port),
              *self.args], cwd=ROOT, env=self.env, stdout=self._log, stderr=self._log)
+        return self
+
+    def wait_ready(self) -> "RegistryProcess":
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -73,8 +73,10 @@ def test_two_server_processes_on_one_redis_share_one_budget(tmp_path, redis_url)
     _, token = auth.add_gate(db, "site-1", "east-1")
     db.dispose()
     args = ("--redis", redis_url, "--gate-rate", "0.5", "--gate-burst", "4")
-    servers = [RegistryProcess(db_url, tmp_path / f"server-{i}.log", *args).start() for i in range(2)]
+    servers = [RegistryProcess(db_url, tmp_path / f"server-{i}.log", *args).launch() for i in range(2)]
     try:
+        for server in servers:
+            server.wait_ready()
         statuses = []
         for i in range(12):
             resp = httpx.get(f"{servers[i % 2].url}/api/v1/sites/site-1/registry",
