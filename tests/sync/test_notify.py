@@ -14,7 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from gateway.clock import to_ns
 from gateway.config import ConfigError
@@ -80,13 +81,22 @@ def test_a_fever_and_an_unstaffed_event_each_make_one_notice_even_when_resent(db
     assert fever == {"kind": "fever_case", "site": "site-1", "gate": "east-1", "at": "2026-02-01T08:00:02+00:00"}
 
 
-def test_a_batch_that_is_refused_writes_no_notice(db):
+def test_an_upload_that_rolls_back_leaves_no_notice(db):
     gate, _ = auth.add_gate(db, "site-1", "east-1")
-    other, _ = auth.add_gate(db, "site-1", "west-2")
-    ingest(db, gate, "s-1", 1, [ev(1)])
-    with pytest.raises(Exception):  # the stream is east-1's: the whole transaction rolls back
-        ingest(db, other, "s-1", 2, [ev(2, fever=True), ev(3, "unstaffed")])
+    # The database refuses the last step of the upload (the watermark), after
+    # the alert and the notices were written: all of it must roll back.
+    with db.write() as conn:
+        if db.is_postgres:
+            conn.execute(text("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; "
+                              "END $$ LANGUAGE plpgsql"))
+            conn.execute(text("CREATE TRIGGER refuse BEFORE UPDATE ON streams FOR EACH ROW EXECUTE FUNCTION refuse()"))
+        else:
+            conn.execute(text("CREATE TRIGGER refuse BEFORE UPDATE ON streams BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+    with pytest.raises(DBAPIError, match="disk full"):
+        ingest(db, gate, "s-1", 1, [ev(1, fever=True), ev(2, "unstaffed")])
     assert outbox_rows(db) == []
+    with db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 0
 
 
 def test_gate_offline_is_one_notice_per_outage(db):
