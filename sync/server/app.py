@@ -191,8 +191,8 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     While it runs (under an ASGI lifespan) health data older than
     `retention_days` is purged at start-up and every `purge_interval_s`, and
     street-office notices go out through `notify_config`'s channels
-    (sync.server.notify). With `redis_url`, rate limits are shared by every
-    process on that Redis.
+    (sync.server.notify). With `redis_url`, per-gate rate limits are shared
+    by every process on that Redis.
     """
     check_retention_days(retention_days)
     if not purge_interval_s > 0:
