@@ -42,7 +42,7 @@ from sync.server import auth, notify, registry
 from sync.server.db import DEFAULT_DB_URL, Database, open_database
 from sync.server.ingest import Gap, StreamForbidden, ingest
 from sync.server.notify_config import NotifyConfig
-from sync.server.ratelimit import RateLimiter
+from sync.server.ratelimit import LoginThrottle, RateLimiter
 from sync.server.retention import DEFAULT_RETENTION_DAYS, PURGE_INTERVAL_S, check_retention_days, purge_periodically
 from sync.server.schema import migrate
 
@@ -199,9 +199,10 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
         raise ValueError(f"purge_interval_s = {purge_interval_s!r}: must be a positive number of seconds")
     db = db or open_database(db_url)
     migrate(db)
+    instance = notify.instance_id(db)
     limiter = RateLimiter(per_key_rate=gate_rate, per_key_burst=gate_burst,
                           global_rate=global_rate, global_burst=global_burst,
-                          storage_url=redis_url, namespace=notify.instance_id(db))
+                          storage_url=redis_url, namespace=instance)
     contacts = notify.ContactLog()
 
     @contextlib.asynccontextmanager
@@ -222,6 +223,8 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     app.state.retention_days = retention_days
     app.state.db = db
     app.state.limiter = limiter
+    # For the staff login (failures per account name), shared like the limits.
+    app.state.login_throttle = LoginThrottle(storage_url=redis_url, namespace=instance)
     app.add_middleware(BodyLimitAndServerTime)
     bearer = HTTPBearer(auto_error=False)
 

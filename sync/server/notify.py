@@ -261,13 +261,17 @@ class Notifier:
         if not due or self._hold("before_send"):
             return 0
         done = 0
+        # A channel that failed once this round is not tried again until the
+        # next round: one hung SMTP server costs one timeout, not one per row,
+        # and the other channels' notices still go at once.
+        failed_this_round: set[str] = set()
         for row in due:
-            done += self._deliver(row)
+            done += self._deliver(row, failed_this_round)
             if self._stop.is_set():
                 break
         return done
 
-    def _deliver(self, row) -> int:
+    def _deliver(self, row, failed_this_round: set[str]) -> int:
         cfg = self.config
         next_ns = _now_ns() + int(retry_delay_s(row.attempts + 1, cfg.retry_base_s, cfg.retry_cap_s, self._rng) * 1e9)
         with self.db.write() as conn:
@@ -285,10 +289,15 @@ class Notifier:
             if channel is None:
                 log.warning("notify: channel %s is no longer configured; notice %s not sent there", name, notice["key"])
                 continue
+            if name in failed_this_round:
+                left.append(name)
+                errors.append(f"{name}: not tried, failed earlier this round")
+                continue
             try:
                 send(channel, notice)
             except DeliveryError as exc:
                 left.append(name)
+                failed_this_round.add(name)
                 errors.append(f"{name}: {exc}"[:300])
                 if name not in self._failing:
                     self._failing.add(name)

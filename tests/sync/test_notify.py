@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import random
+import socket
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -150,6 +152,49 @@ def test_delivery_is_retried_until_the_receiver_takes_it(db, tmp_path):
         assert receiver.notices[0]["key"] == f"{instance_id(db)}:fever:s-1:1"
         assert notifier.deliver_due() == 0 and len(receiver.notices) == 1
     finally:
+        receiver.stop()
+
+
+def test_a_hung_channel_costs_one_timeout_a_round_and_the_others_still_deliver(db, tmp_path):
+    gate, _ = auth.add_gate(db, "site-1", "east-1")
+    hung = socket.socket()  # accepts connections and never answers
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    accepted = []
+
+    def accept():
+        while True:
+            try:
+                accepted.append(hung.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    receiver = WebhookReceiver(SECRET).start()
+    (tmp_path / "hook.secret").write_text(SECRET.decode())
+    config = parse_notify_config(f"""
+[[channels]]
+name = "hung"
+type = "webhook"
+url = "http://127.0.0.1:{hung.getsockname()[1]}/hook"
+secret_file = "hook.secret"
+timeout_s = 0.5
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "{receiver.url}"
+secret_file = "hook.secret"
+""", tmp_path / "notify.toml")
+    try:
+        ingest(db, gate, "s-1", 1, [ev(1, fever=True), ev(2, fever=True), ev(3, fever=True)])
+        Notifier(db, config).deliver_due()
+        assert len(accepted) == 1  # tried once this round, not once per notice
+        assert len(receiver.keys()) == 3
+        assert all(json.loads(r.pending) == ["hung"] and r.due_ns for r in outbox_rows(db))
+    finally:
+        hung.close()
+        for conn in accepted:
+            conn.close()
         receiver.stop()
 
 
