@@ -362,3 +362,17 @@ def test_serve_with_a_bad_notify_config_exits_78_naming_the_key(tmp_path, capsys
     code = main(["registry", "serve", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--notify", str(bad)])
     assert code == 78
     assert "notify.toml: channels.0.webhook.url = 'ftp://x'" in capsys.readouterr().err
+
+
+def test_the_readme_example_config_is_valid(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Notifications to the street office", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "smtp.password").write_text("pw\n")
+    (tmp_path / "webhook.secret").write_text("s3cret\n")
+    config = parse_notify_config(example, tmp_path / "notify.toml")
+    assert [c.type for c in config.channels] == ["email", "webhook", "mqtt"]
+    assert config.channels[0].password == "pw" and config.channels[1].secret == b"s3cret"
+    assert config.channels[0].wants("site-2", "gate_offline") and not config.channels[0].wants("site-3", "fever_case")
