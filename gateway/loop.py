@@ -485,7 +485,9 @@ class Checkpoint:
             if outcome == "admitted" and case.source == "infrared":
                 event = self.guard_open(operator, "remeasured_ok", note, case.last_seq or None, case_id=case_id)
                 result["seq"] = event.get("seq")
-            return result
+        if outcome and self.sync_trigger is not None:
+            self.sync_trigger()  # the registry's alert closes as soon as the gate closes the case
+        return result
 
     def hand_recorded_fever(self, *, source: str, body_c: float, operator: str, name: str, subject: str,
                             trigger_seq: int | None):
