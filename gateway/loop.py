@@ -53,6 +53,7 @@ from gateway.decision import (
 )
 from gateway.fever_flow import FeverFlow, decision_subject
 from gateway.journal import Journal, JournalWriteError
+from gateway.override_target import WINDOW_S as OVERRIDE_WINDOW_S
 from gateway.override_target import refusal as override_refusal
 from gateway.passes import PassVerdict, verify
 from gateway.policy import Policy
@@ -717,7 +718,8 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     sampler = ThermometerSampler(hardware.thermometer, hz=t.sample_hz, keep_s=max(10.0, t.reading_timeout_s + 2))
     state = ScreenState(
         gate={"id": settings.gate.id, "name": settings.gate.name or settings.gate.id, "site": settings.gate.site,
-              "direction": settings.gate.direction, "threshold_c": t.threshold_c},
+              "direction": settings.gate.direction, "threshold_c": t.threshold_c,
+              "override_window_s": OVERRIDE_WINDOW_S},
         rules=list(settings.gate.rules),
         policy={"enforcement": policy.enforcement, "visitor_mode": policy.visitor_mode},
     )

@@ -196,3 +196,21 @@ def test_queue_screen_fits_its_longest_message(browser, served, size, lang):
             assert lines < 1.5, "请到工作人员处 fits on one line"
     finally:
         page.close()
+
+
+def test_more_holds_the_buttons_that_do_not_fit_a_small_panel(browser, served):
+    _, url = served
+    page = browser.new_page(viewport={"width": 800, "height": 480})
+    try:
+        page.goto(url + "/", wait_until="domcontentloaded")
+        page.wait_for_selector("#live:not(.down)")
+        sign_in(page)
+        assert not page.is_visible("nav.actions [data-modal=staff-modal]")
+        page.click("nav.actions .more")
+        page.wait_for_selector("#more-modal[open]")
+        page.click("#more-modal [data-modal=staff-modal]")
+        page.wait_for_selector("#staff-modal[open]")
+        assert page.evaluate("!document.getElementById('more-modal').open")
+        assert page.input_value("#staff-modal input[name=person]") == "王保安"
+    finally:
+        page.close()

@@ -59,6 +59,16 @@ function renderDecision(s) {
   setText("decision-person", person);
 }
 
+// The decision on screen belongs to one person: the one shown, or the last one while it is
+// recent and nobody new is being measured. The kiosk checks the same (gateway/override_target.py).
+function personAtTheGate() {
+  if (state.phase === "measuring") return null;
+  const d = (state.phase === "decided" && state.current) || state.recent[0];
+  if (!d || d.kind !== "decision" || !d.seq) return null;
+  const age = (Date.now() - new Date(d.time).getTime()) / 1000;
+  return age >= 0 && age <= (state.gate.override_window_s || 60) ? d : null;
+}
+
 function fmt(v) { return v === null || v === undefined ? "—" : Number(v).toFixed(1); }
 
 function renderReading(s) {
@@ -245,8 +255,7 @@ function openModal(id) {
     el("signin-modal").querySelector('[data-for="form"]').textContent = t("shift.need");
     return;
   }
-  // The decision on screen belongs to one person: only a decision still on screen is attached.
-  const cur = state.phase === "decided" && state.current && state.current.seq && state.current.kind === "decision" ? state.current : null;
+  const cur = personAtTheGate();
   if (id === "override-modal") {
     form.elements.for_seq.value = cur ? cur.seq : "";
     const line = el("override-for");
