@@ -97,11 +97,13 @@ def test_guard_page_fits_without_scrolling(browser, served, issue, size, lang):
         assert boxes_outside(page, MUST_SEE) == {}
         sign_in(page)
 
-        # The worst case on screen: a fever alert banner above everything.
+        # The worst case on screen: a fever case banner and a call for a relief guard above everything.
         scan(app, issue, "r-777", 37.4)
         page.wait_for_selector("#fever-banner:not([hidden])", timeout=3000)
+        app.state.ask_for_relief("钱保安")
+        page.wait_for_selector("#relief-bar:not([hidden])")
         assert_no_vertical_scroll(page)
-        assert boxes_outside(page, MUST_SEE + ["#fever-banner button"]) == {}
+        assert boxes_outside(page, MUST_SEE + ["#fever-banner button", "#relief-bar"]) == {}
         # Every action button (or the "more" button that holds the rest) is on screen.
         visible = page.eval_on_selector_all("nav.actions button",
                                             "bs => bs.filter(b => b.offsetParent !== null).map(b => b.id || b.dataset.modal)")
