@@ -287,7 +287,7 @@ class Checkpoint:
         if case_id:
             detail["case_id"] = case_id
         event = self._commit(decision, kind="decision", operator=pending.operator, extra_detail=detail,
-                             alarm=new_case or (decision.flagged and not case_id),
+                             alarm=new_case,  # one alarm per case: a flagged reading always has one
                              view_extra={"case_id": case_id, "held": bool(case_id and not new_case)})
         self._decided_text = pending.text
         self._presence_decided = True
