@@ -14,6 +14,12 @@ from sync.server import auth, open_database
 from sync.server.db import DEFAULT_DB_URL
 
 
+@pytest.fixture(autouse=True)
+def operator(monkeypatch):
+    # Changing commands need a name for the audit log (--by or this).
+    monkeypatch.setenv("CHECKPOINT_OPERATOR", "测试员")
+
+
 @pytest.fixture
 def db_arg(tmp_path):
     return ["--db", f"sqlite:///{tmp_path / 'reg.db'}"]
@@ -80,6 +86,7 @@ def test_staff_seed_commands(capsys, db_arg, tmp_path):
 
 
 def test_daily_report_formats_and_zero_report(capsys, db_arg, tmp_path):
+    assert run(capsys, "registry", "site", "add", *db_arg, "site-1")[0] == 0
     base = ["registry", "report", "daily", *db_arg, "--site", "site-1", "--date", "2026-02-01"]
     code, out, _ = run(capsys, *base)
     report = json.loads(out)

@@ -1,0 +1,5 @@
+"""Placeholder until filled."""
+
+from sync.server.web.core import page_router
+
+router = page_router()
