@@ -459,8 +459,9 @@ def run_policy(args) -> int:
 
 
 def run_report_daily(args) -> int:
-    from sync.server.reports import ReportError, daily_report, report_csv, report_xlsx
-
+    from sync.server import exports
+    from sync.server.daily import site_daily, site_daily_csv_rows, site_daily_sheets
+    from sync.server.reports import ReportError
     from sync.server.sites import known_sites
 
     db = _db(args, existing=True)
@@ -468,15 +469,15 @@ def run_report_daily(args) -> int:
     if args.site not in sites:
         _fail(f"unknown site {args.site!r}; this registry has: {', '.join(sites) or 'no sites yet'}")
     try:
-        report = daily_report(db, args.site, args.date, args.tz)
+        report = site_daily(db, args.site, args.date, args.tz)
     except ReportError as exc:
         _fail(exc)
     if args.format == "json":
-        data = (json.dumps(report, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+        data = (json.dumps(report, ensure_ascii=False, indent=2, default=str) + "\n").encode("utf-8")
     elif args.format == "csv":
-        data = report_csv(report).encode("utf-8")
+        data = exports.to_csv(*site_daily_csv_rows(report))
     else:
-        data = report_xlsx(report)
+        data = exports.to_xlsx(site_daily_sheets(report))
         if args.out is None and sys.stdout.isatty():
             _fail("xlsx is binary: use --out FILE or redirect stdout")
     if args.out:

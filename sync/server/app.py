@@ -459,10 +459,11 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     def staff_daily(site_id: SitePath, day: Annotated[date, Query(alias="date")], who: StaffDep,
                     tz: Annotated[str, Query(max_length=64)] = "Asia/Shanghai"):
         site_guard(who, site_id, change=False)
-        from sync.server.reports import ReportError, daily_report
+        from sync.server.daily import site_daily
+        from sync.server.reports import ReportError
 
         try:
-            return daily_report(db, site_id, day, tz)
+            return site_daily(db, site_id, day, tz)
         except ReportError as exc:
             refuse(422, "invalid", str(exc))
 

@@ -57,6 +57,7 @@ class Staff:
     name: str
     role: str = "admin"
     sites: frozenset[str] = frozenset({GLOBAL_SCOPE})
+    offices: frozenset[str] = frozenset()
 
     @property
     def is_global(self) -> bool:
@@ -64,6 +65,10 @@ class Staff:
 
     def can_read(self, site_id: str) -> bool:
         return self.is_global or (site_id != GLOBAL_SCOPE and site_id in self.sites)
+
+    def can_read_office(self, street_office: str) -> bool:
+        """A street office's summary: its own officers and global accounts."""
+        return self.is_global or street_office in self.offices
 
     def can_change(self, site_id: str) -> bool:
         """Changes at site "*" (pushed to every gate) need a global administrator."""
@@ -257,7 +262,7 @@ def _resolve(conn, staff_id: int, name: str, role: str) -> Staff:
     if offices:
         readable |= {r.site_id for r in conn.execute(
             select(sites_table.c.site_id).where(sites_table.c.street_office.in_(offices)))}
-    return Staff(staff_id, name, role, frozenset(readable))
+    return Staff(staff_id, name, role, frozenset(readable), frozenset(offices))
 
 
 def staff_by_id(conn, staff_id: int) -> Staff | None:

@@ -92,14 +92,14 @@ def test_daily_report_formats_and_zero_report(capsys, db_arg, tmp_path):
     report = json.loads(out)
     assert code == 0 and report["zero_report"] is True and report["totals"]["decisions"] == 0
     code, out, _ = run(capsys, *base, "--format", "csv")
-    rows = list(csv.reader(io.StringIO(out)))
-    assert ["zero_report", "true"] in rows
+    rows = list(csv.reader(io.StringIO(out.lstrip("\ufeff"))))
+    assert ["零报告", "是"] in rows
     out_file = tmp_path / "day.xlsx"
     assert run(capsys, *base, "--format", "xlsx", "--out", str(out_file))[0] == 0
     from openpyxl import load_workbook
 
     sheet = load_workbook(out_file).worksheets[0]
-    assert [c.value for c in sheet[3]][:2] == ["零报告 zero report", "是 yes"]
+    assert [c.value for c in sheet[4]][:2] == ["零报告", "是"]
     with pytest.raises(SystemExit) as exit_:
         main(["registry", "report", "daily", *db_arg, "--site", "s", "--date", "2026-13-01"])
     assert exit_.value.code == 2 and "not a date" in capsys.readouterr().err
