@@ -173,3 +173,23 @@ def test_a_revoked_account_loses_its_session_and_token(world, login_as):
     with TestClient(app) as api:
         r = api.get("/api/v1/staff/sites/site-a/alerts", headers={"Authorization": f"Bearer {tokens['worker-a']}"})
         assert r.status_code == 401
+
+
+def test_the_audit_log_page_is_for_admins_and_inspectors(world, login_as):
+    _db, _app, _tokens, _gates, alert_ids = world
+    worker = login_as("worker-a")
+    page = worker.get("/registry/sites/site-a/fevers").text
+    worker.post(f"/registry/sites/site-a/fevers/{alert_ids['site-a']}/followup",
+                data={"note": "已上门", "csrf_token": csrf_of(page)})
+    assert 'href="/registry/sites/site-a/audit"' not in page
+    assert worker.get("/registry/sites/site-a/audit").status_code == 403
+    for name in ("admin-a", "inspector-a"):
+        page = login_as(name).get("/registry/sites/site-a/audit")
+        assert page.status_code == 200 and "worker-a" in page.text and "alert.followup" in page.text
+        assert "已上门" in page.text
+    assert login_as("admin-a").get("/registry/sites/site-b/audit").status_code == 403
+
+
+def test_a_bad_query_on_a_page_is_an_html_error(login_as):
+    r = login_as("worker-a").get("/registry/sites/site-a/report?day=not-a-day")
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html") and "输入有误" in r.text
