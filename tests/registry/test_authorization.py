@@ -193,3 +193,26 @@ def test_the_audit_log_page_is_for_admins_and_inspectors(world, login_as):
 def test_a_bad_query_on_a_page_is_an_html_error(login_as):
     r = login_as("worker-a").get("/registry/sites/site-a/report?day=not-a-day")
     assert r.status_code == 422 and r.headers["content-type"].startswith("text/html") and "输入有误" in r.text
+
+
+def test_street_office_summary_for_its_officers_only(world, login_as):
+    import io
+
+    from openpyxl import load_workbook
+
+    officer = login_as("officer-east")
+    r = officer.get("/registry/offices", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/registry/offices/east-office"
+    page = officer.get("/registry/offices/east-office?day=2026-02-01").text
+    assert 'data-site="site-a"' in page and 'data-site="site-b"' in page and "site-c" not in page
+    assert officer.get("/registry/offices/west-office").status_code == 403
+    book = load_workbook(io.BytesIO(officer.get("/registry/offices/east-office/summary.xlsx?day=2026-02-01").content))
+    rows = list(book.active.iter_rows(values_only=True))
+    assert rows[0][:3] == ("小区", "名称", "零报告")
+    by_site = {row[0]: row for row in rows[1:]}
+    # The uploaded fever (16:00 in Shanghai on 1 February) is a case at each site; totals add up.
+    assert by_site["site-a"][2] == "否" and by_site["site-a"][6] == 1 and by_site["site-b"][6] == 1
+    assert by_site["合计"][6] == 2
+    for name in ("worker-a", "admin-a", "inspector-a"):
+        assert login_as(name).get("/registry/offices/east-office").status_code == 403
+    assert login_as("admin-all").get("/registry/offices/west-office").status_code == 200
