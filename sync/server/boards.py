@@ -2,7 +2,7 @@
 
 One function per board, each reading defensively (columns other branches
 add to `alerts` show up through `row._mapping`, absent ones are None):
-- `gate_board`: per gate, last contact, online, duty (shift sign-in/out),
+- `gate_board`: per gate, last contact (any request) and last upload, online, duty (shift sign-in/out),
   the unattended alarm (latest staffing event is `unstaffed`), device health
   (latest `health` event, if the gate sends one) and how far behind its last
   upload was.
@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 
 from gateway.clock import to_ns
-from sync.server import audit, registry
+from sync.server import audit, contacts, registry
 from sync.server.db import Database
 from sync.server.reports import DEFAULT_TZ, _zone
 from sync.server.schema import alert_followups, alerts, events, gates, registry_state, streams
@@ -67,14 +67,15 @@ def _payload(text: str | None) -> dict:
 class GateRow:
     name: str
     enrolled: bool
-    last_contact: datetime | None
-    online: bool
+    last_contact: datetime | None  # any authenticated request (uploads, registry reads)
+    last_upload: datetime | None
     events_received: int
     behind_s: float | None  # how old the oldest event of the last upload was when it arrived
     on_duty: str | None
     duty_since: datetime | None
     unattended: bool
     health: dict[str, Any]
+    online: bool = False
 
 
 def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: str = DEFAULT_TZ) -> list[GateRow]:
@@ -86,6 +87,7 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
                 select(func.max(streams.c.last_upload_at), func.coalesce(func.sum(streams.c.acked_through), 0))
                 .where(streams.c.gate_id == gate.id)).one()
             last = _aware(upload[0])
+            seen = contacts.last_seen(conn, gate.id)
             behind = None
             if last is not None:
                 oldest = conn.execute(select(func.min(events.c.event_time_ns)).where(
@@ -114,11 +116,13 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
                     since = _time(staffing.event_time_ns, tz)
             health_detail = _payload(health.payload).get("detail") if health else None
             rows.append(GateRow(
-                name=gate.name, enrolled=gate.revoked_at is None, last_contact=last,
-                online=last is not None and now - last <= ONLINE_WITHIN, events_received=int(upload[1] or 0),
+                name=gate.name, enrolled=gate.revoked_at is None, last_contact=max(filter(None, (last, seen)), default=None),
+                last_upload=last, events_received=int(upload[1] or 0),
                 behind_s=behind, on_duty=on_duty, duty_since=since, unattended=unattended,
                 health=health_detail if isinstance(health_detail, dict) else {},
             ))
+    for row in rows:
+        row.online = row.enrolled and row.last_contact is not None and now - row.last_contact <= ONLINE_WITHIN
     return rows
 
 

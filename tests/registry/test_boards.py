@@ -69,7 +69,14 @@ def test_gate_board_shows_duty_then_the_unattended_alarm(server, kiosk, browser_
     kiosk.sync()
     assert boards.gate_board(server.db, "site-a")[0].on_duty == "小王"
     assert not boards.gate_board(server.db, "site-a")[0].unattended
-    # A gate that has not uploaded for a while is offline.
+    # A gate with nothing to upload still reads the registry: it stays online.
+    import httpx
+
+    _, token = auth.add_gate(server.db, "site-a", "north-3")
+    httpx.get(f"{server.url}/api/v1/sites/site-a/registry", headers={"Authorization": f"Bearer {token}"})
+    north = {g.name: g for g in boards.gate_board(server.db, "site-a")}["north-3"]
+    assert north.online and north.last_upload is None and north.last_contact is not None
+    # A gate that has not been heard from for a while is offline.
     later = datetime.now(timezone.utc) + boards.ONLINE_WITHIN + timedelta(seconds=5)
     assert not boards.gate_board(server.db, "site-a", now=later)[0].online
 

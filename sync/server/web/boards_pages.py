@@ -33,6 +33,7 @@ i18n.register({
     "gates.last_contact": ("最近通信", "Last contact"),
     "gates.never": ("从未", "never"),
     "gates.received": ("已上传事件", "Events received"),
+    "gates.last_upload": ("最近上传", "Last upload"),
     "gates.behind": ("上次上传积压", "Backlog at last upload"),
     "gates.behind_value": ("最早事件 {minutes} 分钟前", "oldest event {minutes} min old"),
     "gates.duty": ("值守人员", "On duty"),
