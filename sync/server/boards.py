@@ -132,8 +132,10 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
 def fever_cases(db: Database, site_id: str, *, day: date | None = None, open_only: bool = False,
                 tz: str = DEFAULT_TZ, limit: int = 500) -> list[dict[str, Any]]:
     """One dict per alert (case), newest first. Keys: every `alerts` column,
-    plus event_time, name, unit, readings, gate_ack {operator, note, time},
-    followups [{at, by, note}], staff_acknowledged."""
+    plus event_time, name, unit, readings (first, highest), reading_count,
+    gate_ack {operator, note, time[, outcome, clinical_c]} from a `fever_ack`
+    event or the case closed at the gate, followups [{at, by, note}],
+    staff_acknowledged."""
     query = select(alerts).where(alerts.c.site_id == site_id)
     if day is not None:
         lo, hi = day_bounds(day, tz)
@@ -170,17 +172,39 @@ def fever_cases(db: Database, site_id: str, *, day: date | None = None, open_onl
     for row in rows:
         case = dict(row._mapping)
         person = people.get(row.person_id, {})
-        readings = case.get("readings")
-        if isinstance(readings, str):
-            readings = _payload('{"r": %s}' % readings).get("r")
         case.update(
             event_time=_time(row.event_time_ns, tz), name=person.get("name"), unit=person.get("unit"),
-            readings=readings if isinstance(readings, list) else [x for x in (row.body_c,) if x is not None],
-            gate_ack=acks.get((row.stream_id, row.seq)), followups=notes.get(row.id, []),
-            staff_acknowledged=row.acknowledged_at is not None,
+            readings=_readings(case), reading_count=_reading_count(case),
+            gate_ack=acks.get((row.stream_id, row.seq)) or _closed_at_gate(case, tz),
+            followups=notes.get(row.id, []), staff_acknowledged=row.acknowledged_at is not None,
         )
         cases.append(case)
     return cases
+
+
+# An alert row is either one flagged reading (older kiosks) or one fever case
+# (columns readings = count, max_c, clinical_c, status, outcome,
+# gate_operator, note, closed_at). These read either shape.
+
+
+def _readings(case: dict) -> list[float]:
+    """The readings to show: the first and, for a case, the highest."""
+    values = [v for v in (case.get("body_c"), case.get("max_c")) if isinstance(v, (int, float))]
+    return list(dict.fromkeys(values))
+
+
+def _reading_count(case: dict) -> int:
+    count = case.get("readings")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else len(_readings(case))
+
+
+def _closed_at_gate(case: dict, tz: str) -> dict | None:
+    """A case the guard closed at the gate: who, the note and the outcome."""
+    if not (case.get("gate_operator") or case.get("note") or case.get("outcome")):
+        return None
+    closed = _aware(case.get("closed_at"))
+    return {"operator": case.get("gate_operator"), "note": case.get("note"), "outcome": case.get("outcome"),
+            "clinical_c": case.get("clinical_c"), "time": closed.astimezone(_zone(tz)) if closed else None}
 
 
 def add_followup(db: Database, site_id: str, alert_id: int, note: str, *, by: str) -> None:

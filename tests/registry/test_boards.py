@@ -132,3 +132,21 @@ def test_api_docs_load_with_no_outside_address(server):
     assert httpx.get(f"{server.url}/api/docs/assets/swagger-ui.css").status_code == 200
     # The staff pages' own assets are served from the package too.
     assert "body" in httpx.get(f"{server.url}/registry/static/registry.css").text
+
+
+@pytest.mark.parametrize("row, readings, count, ack", [
+    # An alert from a kiosk without fever cases: one flagged reading.
+    ({"body_c": 38.2}, [38.2], 1, None),
+    # A fever case: first reading, the highest of 3, closed at the gate.
+    ({"body_c": 37.6, "max_c": 38.4, "readings": 3, "status": "closed", "outcome": "referred",
+      "gate_operator": "老李", "note": "送发热门诊", "clinical_c": 38.1, "closed_at": None},
+     [37.6, 38.4], 3, {"operator": "老李", "note": "送发热门诊", "outcome": "referred", "clinical_c": 38.1,
+                       "time": None}),
+    # An open case with one reading: no acknowledgement from the gate yet.
+    ({"body_c": 37.5, "max_c": 37.5, "readings": 1, "status": "open", "outcome": None, "gate_operator": None,
+      "note": None}, [37.5], 1, None),
+])
+def test_fever_board_reads_alert_rows_and_fever_case_rows(row, readings, count, ack):
+    assert boards._readings(row) == readings
+    assert boards._reading_count(row) == count
+    assert boards._closed_at_gate(row, "Asia/Shanghai") == ack
