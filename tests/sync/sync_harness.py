@@ -91,7 +91,7 @@ class ServerThread:
     def start(self) -> "ServerThread":
         # A new app and engine each time, as a restarted process would have.
         self.db = open_database(self.db_url)
-        app = create_app(db=self.db, **self.app_kwargs)
+        app = self.app = create_app(db=self.db, **self.app_kwargs)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error", lifespan="off",
                                 timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
