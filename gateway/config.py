@@ -167,12 +167,16 @@ class OutputSettings(Section):
     green_pin: BcmPin = Field(None, description="BCM pin of the green light (optional)")
     red_pin: BcmPin = Field(None, description="BCM pin of the red light (optional)")
     amber_pin: BcmPin = Field(None, description="BCM pin of the amber light (optional)")
+    beam_pin: BcmPin = Field(
+        None, description="BCM pin of an optional pass-through beam (an input): closes the gate once "
+        "one person has passed, logs a tailgate when broken twice in one opening"
+    )
 
     @model_validator(mode="after")
     def _distinct_pins(self):
         pins = [
             p
-            for p in (self.relay_pin, self.buzzer_pin, self.green_pin, self.red_pin, self.amber_pin)
+            for p in (self.relay_pin, self.buzzer_pin, self.green_pin, self.red_pin, self.amber_pin, self.beam_pin)
             if p is not None
         ]
         if len(pins) != len(set(pins)):

@@ -471,6 +471,15 @@ def crowd_decision(direction: str, passes_in_view: int) -> Decision:
     )
 
 
+def tailgate_decision(direction: str) -> Decision:
+    """The pass-through beam broke twice in one opening: someone followed (an incident, not a person's decision)."""
+    return Decision(
+        decision="deny", flagged=False, reasons=["tailgate"], guard_message="guard.tailgate",
+        public_message="public.one_at_a_time", direction=direction if direction in ("in", "out") else "in",
+        alert=True,
+    )
+
+
 def _temperature(reading: Reading | None, threshold_c: float) -> tuple[str | None, bool]:
     """(reason or None, flagged) for one reading."""
     if reading is None:

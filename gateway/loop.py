@@ -49,7 +49,9 @@ from gateway.decision import (
     Override,
     RegistryEntry,
     VisitorRegistration,
+    crowd_decision,
     decide,
+    tailgate_decision,
 )
 from gateway.journal import Journal, JournalWriteError
 from gateway.passes import PassVerdict, verify
@@ -113,6 +115,7 @@ class Checkpoint:
     listeners: list[Callable[[dict, Decision | None], None]] = field(default_factory=list)
     view_gone_s: float = VIEW_GONE_S
     presence_gone_s: float = PRESENCE_GONE_S
+    beam: Any = None  # optional pass-through beam (gateway/beam.py)
 
     def __post_init__(self):
         self._lock = threading.RLock()
@@ -130,6 +133,8 @@ class Checkpoint:
         self.direction = self.settings.gate.direction if self.settings.gate.direction != "both" else "in"
         self.journal_error: str | None = None
         self.decisions = 0
+        self.unstaffed = False  # set by the staffing watch (gateway/staffing.py)
+        self._crowd = False
         t = self.settings.temperature
         self._window_s = t.min_samples / t.sample_hz
         self._lookback_s = self._window_s + 2.0 / t.sample_hz
@@ -157,6 +162,8 @@ class Checkpoint:
         elif self.camera.latest() is None:
             texts = self._last_texts = []  # camera down: nothing is in view
         with self._lock:
+            if self._one_at_a_time(texts):
+                return
             self._track_view(texts, now)
             if self._pending is None and self._visible_text and self._visible_text != self._decided_text:
                 self._start(self._visible_text, now)
@@ -164,6 +171,20 @@ class Checkpoint:
                 self._advance(now)
             else:
                 self._watch_presence(now)
+
+    def _one_at_a_time(self, texts: list[str]) -> bool:
+        """Two or more different passes in view: decide nobody, open nothing,
+        ask for one at a time (logged once per crowd). The person being
+        measured, if any, is not decided either."""
+        count = len(set(texts))
+        if count < 2:
+            self._crowd = False
+            return False
+        if not self._crowd:
+            self._crowd = True
+            self._pending = None
+            self._commit(crowd_decision(self.direction, count), kind="one_at_a_time")
+        return True
 
     def _track_view(self, texts: list[str], now: float) -> None:
         text = self._choose(texts)
@@ -246,19 +267,21 @@ class Checkpoint:
     def _moment(self, direction: str, now: float) -> GateMoment:
         trusted = self.journal.trusted_now()
         return GateMoment(site_id=self.settings.gate.site, direction=direction, now=trusted, mono_s=now,
-                          registry_stale=registry_stale(self.journal, self.settings, trusted))
+                          registry_stale=registry_stale(self.journal, self.settings, trusted),
+                          gate_id=self.settings.gate.id, unstaffed=self.unstaffed)
 
     def _decide_and_act(self, pending: _Pending, reading: Reading, now: float) -> None:
         used_reading: Any = reading
         if pending.remeasure_of is not None and pending.first_reading is not None and pending.first_reading.ok:
             used_reading = remeasure(pending.first_reading, reading if reading.ok else None, self.settings.temperature)
-        last_use = None
+        last_use = last_opposite = None
         if pending.verdict is not None and pending.verdict.pass_id and pending.remeasure_of is None:
             last_use = self._last_use.get((pending.verdict.pass_id, pending.direction))
+            last_opposite = self._last_use.get((pending.verdict.pass_id, _OPPOSITE.get(pending.direction)))
         decision = decide(
             pending.verdict, used_reading, pending.entry, self.policy, self._moment(pending.direction, now),
             threshold_c=self.settings.temperature.threshold_c, last_use_mono_s=last_use,
-            health_code=pending.health_code,
+            health_code=pending.health_code, last_opposite_mono_s=last_opposite,
         )
         detail = {"remeasure_of": pending.remeasure_of} if pending.remeasure_of else {}
         event = self._commit(decision, kind="decision", operator=pending.operator, extra_detail=detail)
@@ -317,6 +340,8 @@ class Checkpoint:
         try:
             if decision.admitted:
                 self.outputs.open_for(self.settings.outputs.open_s)
+                if self.beam is not None:
+                    self.beam.opened(self.settings.outputs.open_s)
             self.outputs.signal("fever" if decision.flagged else decision.decision)
         except DriverError as exc:
             log.error("gate outputs failed: %s", exc)
@@ -377,6 +402,38 @@ class Checkpoint:
             if decision.pass_id and not event.get("unlogged"):
                 self._last_use[(decision.pass_id, decision.direction)] = now
             return event
+
+    def guard_refuse(self, operator: str, refusal: str, for_seq: int | None) -> dict:
+        """A refusal the guard enters with one tap (``no_mask``, ``refused_measurement``):
+        the person being measured, or else the one of decision `for_seq`, is
+        refused and logged with the operator. Any reading taken is kept."""
+        with self._lock:
+            now = self.mono()
+            pending, ctx = self._pending, self._contexts.get(for_seq) if for_seq else None
+            self._pending = None
+            source = pending or ctx
+            reading = None
+            if refusal != "refused_measurement":
+                reading = stable_reading(self.sampler.samples(now - self._lookback_s), self.settings.temperature)
+                reading = reading or (ctx.reading if ctx and not pending else None)
+            direction = source.direction if source else self.direction
+            decision = decide(
+                source.verdict if source else None, reading, source.entry if source else None, self.policy,
+                self._moment(direction, now), threshold_c=self.settings.temperature.threshold_c,
+                health_code=source.health_code if source else None, guard_refusal=refusal,
+            )
+            event = self._commit(decision, kind="decision", operator=operator,
+                                 extra_detail={"guard_refusal": refusal, "for_seq": for_seq})
+            if pending is not None:
+                self._decided_text = pending.text  # still in view: not decided again
+            if event is None:
+                raise JournalWriteError(self.journal_error or "journal unavailable")
+            return event
+
+    def log_tailgate(self, breaks: int) -> dict | None:
+        """The beam broke `breaks` times in one opening: logged as an incident."""
+        with self._lock:
+            return self._commit(tailgate_decision(self.direction), kind="tailgate", extra_detail={"breaks": breaks})
 
     def request_remeasure(self, operator: str, for_seq: int | None) -> dict:
         """Measure the person of decision `for_seq` again; the result is a new decision."""
@@ -440,6 +497,9 @@ class Checkpoint:
         }
 
 
+_OPPOSITE = {"in": "out", "out": "in"}
+
+
 def _iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -494,6 +554,8 @@ class App:
         _quietly(self.sampler.stop)
         _quietly(self.hardware.camera.stop)
         _quietly(self.hardware.outputs.close)
+        if self.checkpoint.beam is not None:
+            _quietly(self.checkpoint.beam.close)
         _quietly(self.journal.close)
         self._started = False
 
@@ -619,6 +681,7 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     """
     from drivers.qr import Scanner
     from drivers.thermometer import ThermometerSampler
+    from gateway.beam import PassThroughBeam
     from gateway.screen.actions import GuardActions
     from gateway.screen.app import ScreenDeps, create_app
 
@@ -649,6 +712,8 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     actions = GuardActions(journal=journal, state=state, control=checkpoint, gate_id=settings.gate.id,
                            pin=settings.screen.pin, threshold_c=t.threshold_c,
                            visitor_mode=lambda: checkpoint.policy.visitor_mode)
+    checkpoint.beam = PassThroughBeam.from_settings(settings.outputs, hardware.outputs, checkpoint.log_tailgate,
+                                                    pin_factory=hardware.outputs.relay.pin_factory)
     actions.restore_shift()
     app = App(settings=settings, journal=journal, hardware=hardware, sampler=sampler, checkpoint=checkpoint,
               state=state, actions=actions, screen=None, sync_worker=sync_worker)

@@ -33,7 +33,7 @@ should know (people, revocations), with dates relative to today (`+14d`)::
     name: Returnee
     registry:
       person:
-        r-301: {name: 赵女士, unit: 5-1-302, observation_until: +14d, returnee: true}
+        r-301: {name: 赵女士, unit: 5-1-302, observation_until: +13d, returnee: true}
       revocation:
         p-r-105: {reason: lost}
     arrivals:
@@ -114,6 +114,12 @@ class Arrival(_Strict):
     ambient_c: float = Field(DEFAULT_AMBIENT_C, ge=-40, le=125)
     sensor: Literal["ok", "fault"] = "ok"
     direction: Literal["in", "out"] | None = None
+    also: list[str | _TemplateBox] = Field(
+        [], max_length=4, description="More passes shown in the same frame (a crowd at the gate)"
+    )
+    guard: Literal["no_mask", "refused_measurement"] | None = Field(
+        None, description="The guard refuses this person with one tap while they are measured"
+    )
     note: str = Field("", max_length=200, description="What this arrival shows (for people reading the file)")
     expect: Expect | None = Field(None, description="Optional: the decision this arrival should get")
 
@@ -130,6 +136,10 @@ class Arrival(_Strict):
     @property
     def template(self) -> PassTemplate | None:
         return self.qr.pass_ if isinstance(self.qr, _TemplateBox) else None
+
+    @property
+    def uses_templates(self) -> bool:
+        return self.template is not None or any(isinstance(q, _TemplateBox) for q in self.also)
 
 
 class _ScenarioDoc(_Strict):
@@ -203,6 +213,14 @@ def _problem(name: str, err: dict) -> str:
 # --- relative dates in registry entries -----------------------------------------------------
 
 _RELATIVE = re.compile(r"^([+-]\d{1,4})d$")
+BEIJING = timezone(timedelta(hours=8))
+
+
+def beijing_today(now: datetime | None = None) -> date:
+    """Today in Beijing: the kiosk reads registry dates as Beijing dates
+    (gateway.registry_copy), so `+0d` must mean the same day, whatever the
+    host's time zone (between 16:00 and 24:00 UTC it is already tomorrow)."""
+    return (now or datetime.now(timezone.utc)).astimezone(BEIJING).date()
 
 
 def resolve_registry(registry: dict[str, dict[str, dict]], today: date) -> list[dict]:
@@ -293,15 +311,22 @@ class DemoIssuer:
         return text
 
 
-def pass_texts(scenario: Scenario, settings) -> list[str | None]:
-    """The QR text each arrival shows, signing templates as needed."""
-    issuer = DemoIssuer.for_settings(settings) if any(a.template for a in scenario.arrivals) else None
+def pass_texts(scenario: Scenario, settings) -> list[str | tuple[str, ...] | None]:
+    """The QR text each arrival shows, signing templates as needed (a tuple
+    when several passes are in the same frame)."""
+    issuer = DemoIssuer.for_settings(settings) if any(a.uses_templates for a in scenario.arrivals) else None
+
+    def one(qr):
+        if isinstance(qr, _TemplateBox):
+            return issuer.sign(qr.pass_)
+        return qr if isinstance(qr, str) else None
+
     texts = []
     for arrival in scenario.arrivals:
-        if arrival.template is not None:
-            texts.append(issuer.sign(arrival.template))
-        else:
-            texts.append(arrival.qr if isinstance(arrival.qr, str) else None)
+        text = one(arrival.qr)
+        if arrival.also:
+            text = tuple(t for t in (text, *(one(q) for q in arrival.also)) if t is not None)
+        texts.append(text)
     return texts
 
 
@@ -337,7 +362,7 @@ class ScenarioPlayer:
     def seed_registry(self) -> None:
         if self.scenario.registry:
             journal = self.app.journal
-            today = datetime.now().astimezone().date()
+            today = beijing_today()
             journal.apply_registry_page(resolve_registry(self.scenario.registry, today),
                                         journal.registry_cursor() or "")
 
@@ -388,6 +413,16 @@ class ScenarioPlayer:
         hw.camera.show(self.texts[index])
         if self.on_arrival:
             self.on_arrival(index, arrival)
+        if arrival.guard:
+            self._guard_refuses(arrival.guard)
+
+    def _guard_refuses(self, refusal: str) -> None:
+        """The guard taps the refusal once the person is being measured."""
+        checkpoint = self.app.checkpoint
+        limit = time.monotonic() + self.app.settings.temperature.reading_timeout_s
+        while checkpoint._pending is None and time.monotonic() < limit:
+            time.sleep(0.02)
+        checkpoint.guard_refuse("simulator", refusal, None)
 
     def _wait_for_decision(self, stop: threading.Event) -> bool:
         limit = time.monotonic() + self.app.settings.temperature.reading_timeout_s + 3.0
