@@ -93,6 +93,8 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "action.staff_temp": ("值守体温", "My temperature"),
     "action.disinfect": ("消毒记录", "Disinfection"),
     "action.cancel": ("取消", "Cancel"),
+    "action.more": ("更多", "More"),
+    "action.close": ("关闭", "Close"),
     "action.save": ("保存", "Save"),
     "action.confirm": ("确认", "Confirm"),
     "action.done": ("已记录", "Recorded"),

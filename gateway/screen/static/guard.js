@@ -219,8 +219,8 @@ async function post(action, data) {
 function openModal(id) {
   const dlg = el(id);
   const form = dlg.querySelector("form");
-  clearErrors(form);
-  if (id !== "signin-modal" && !state.operator) {
+  if (form) clearErrors(form);
+  if (id !== "signin-modal" && id !== "more-modal" && !state.operator) {
     openModal("signin-modal");
     el("signin-modal").querySelector('[data-for="form"]').textContent = t("shift.need");
     return;
@@ -232,10 +232,14 @@ function openModal(id) {
     form.elements.temperature_c.value = Number(state.current.reading.body_c).toFixed(1);
   if (id === "staff-modal" && state.operator && !form.elements.person.value) form.elements.person.value = state.operator.name;
   dlg.showModal();
+  if (!form) return;
   const first = form.querySelector("input:not([type=hidden]):not([type=radio]):not([type=checkbox])");
   if (first && id !== "override-modal") first.focus();
 }
-document.querySelectorAll("[data-modal]").forEach((b) => b.addEventListener("click", () => openModal(b.dataset.modal)));
+// A button inside a dialog (the "More" menu) closes that dialog before it opens its own.
+function closeParentDialog(b) { const d = b.closest("dialog"); if (d) d.close(); }
+document.querySelectorAll("[data-modal]").forEach((b) => b.addEventListener("click", () => { closeParentDialog(b); openModal(b.dataset.modal); }));
+document.querySelectorAll("[data-same]").forEach((b) => b.addEventListener("click", () => { closeParentDialog(b); el(b.dataset.same).click(); }));
 document.querySelectorAll("[data-close]").forEach((b) => b.addEventListener("click", () => b.closest("dialog").close()));
 el("signin-btn").addEventListener("click", () => openModal("signin-modal"));
 el("fever-ack-btn").addEventListener("click", () => openModal("ack-modal"));

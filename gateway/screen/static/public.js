@@ -13,6 +13,16 @@ function renderPublic(s) {
   setText("public-word", word);
   setText("public-sub", sub);
   setText("public-rules", s.rules.join("　·　"));
+  fitText(el("public-word"), panel);
 }
+
+// Shrink a long message (the courier's) until it fits the panel; short ones keep the CSS size.
+function fitText(word, panel) {
+  word.style.fontSize = "";
+  let size = parseFloat(getComputedStyle(word).fontSize);
+  const overflows = () => word.scrollWidth > word.clientWidth + 1 || panel.scrollHeight > panel.clientHeight + 1;
+  while (overflows() && size > 14) { size *= 0.92; word.style.fontSize = size + "px"; }
+}
+window.addEventListener("resize", () => fitText(el("public-word"), el("public")));
 renderPublic(window.INITIAL);
 liveStream("public", renderPublic, () => {});
