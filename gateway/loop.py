@@ -520,6 +520,7 @@ class App:
     actions: Any
     screen: Any
     sync_worker: Any = None
+    gate_watch: Any = None  # staffing, disinfection, posted rules (gateway/gate_watch.py)
     stop_event: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _jpeg: tuple[int, bytes | None] = (0, None)
@@ -620,6 +621,8 @@ class App:
         tick = 0
         while not self.stop_event.wait(1.0 if tick else 0.0):
             self.state.expire()
+            if self.gate_watch is not None:
+                _quietly(self.gate_watch.tick)
             status = _quietly(self.sync_worker.status) if self.sync_worker is not None else None
             health = self.checkpoint.health(status)
             health_log.update(health)
@@ -682,6 +685,7 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     from drivers.qr import Scanner
     from drivers.thermometer import ThermometerSampler
     from gateway.beam import PassThroughBeam
+    from gateway.gate_watch import GateRulesWatch
     from gateway.screen.actions import GuardActions
     from gateway.screen.app import ScreenDeps, create_app
 
@@ -717,6 +721,8 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     actions.restore_shift()
     app = App(settings=settings, journal=journal, hardware=hardware, sampler=sampler, checkpoint=checkpoint,
               state=state, actions=actions, screen=None, sync_worker=sync_worker)
+    app.gate_watch = GateRulesWatch(settings=settings, journal=journal, state=state, checkpoint=checkpoint,
+                                    actions=actions, sync_trigger=getattr(sync_worker, "trigger", None))
     app.screen = create_app(ScreenDeps(state=state, actions=actions, pin=settings.screen.pin,
                                        language=settings.screen.language, camera_jpeg=app.camera_jpeg))
     return app

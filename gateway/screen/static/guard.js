@@ -124,10 +124,11 @@ function renderAlerts(s) {
 function renderStatic(s) {
   setText("gate-name", s.gate.name || s.gate.id);
   setText("gate-dir", t("direction." + s.gate.direction));
-  const rules = el("rules");
-  if (rules.childElementCount !== s.rules.length) {
+  const rules = el("rules"), texts = s.rules.map(localText);
+  if (rules.dataset.shown !== JSON.stringify(texts)) {  // the policy in force builds them: they change
+    rules.dataset.shown = JSON.stringify(texts);
     rules.textContent = "";
-    for (const r of s.rules) { const li = document.createElement("li"); li.textContent = r; rules.append(li); }
+    for (const r of texts) { const li = document.createElement("li"); li.textContent = r; rules.append(li); }
   }
   setText("policy", t("policy." + s.policy.enforcement) + t("sep") + t("policy.visitor." + s.policy.visitor_mode));
 }
