@@ -60,6 +60,7 @@ from gateway.registry_copy import current_policy, load_keys, registry_entry, reg
 from gateway.screen.history import counts_today, restore_screen
 from gateway.screen.state import ScreenState
 from gateway.thermometry import Reading, remeasure, sensor_fault, stable_reading, timed_out
+from gateway.vehicles import VehicleException, decide_vehicle, plate_from_pass_id
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class Checkpoint:
         self.journal_error: str | None = None
         self.decisions = 0
         self.unstaffed = False  # set by the staffing watch (gateway/staffing.py)
+        self.vehicle_waiting: dict | None = None  # the last vehicle pass scanned (gateway/vehicles.py)
         self._crowd = False
         t = self.settings.temperature
         self._window_s = t.min_samples / t.sample_hz
@@ -207,6 +209,13 @@ class Checkpoint:
 
     def _start(self, text: str, now: float) -> None:
         verdict = verify(text, self.keys, self.journal.trusted_now())
+        if verdict.kind == "vehicle" and verdict.signature_ok:
+            # A vehicle pass is not a person's: it waits for the guard, who enters the occupants.
+            self.vehicle_waiting = {"text": text, "verdict": verdict, "plate": plate_from_pass_id(verdict.pass_id),
+                                    "household": verdict.person_id}
+            self.state.set_notice("vehicle.waiting", plate=self.vehicle_waiting["plate"] or "?")
+            self._decided_text = text
+            return
         entry, health_code = registry_entry(self.journal, verdict, self.journal.trusted_now())
         self._pending = _Pending(
             text=text, verdict=verdict, started=now, direction=self.direction, entry=entry,
@@ -428,6 +437,25 @@ class Checkpoint:
                 self._decided_text = pending.text  # still in view: not decided again
             if event is None:
                 raise JournalWriteError(self.journal_error or "journal unavailable")
+            return event
+
+    def vehicle_passage(self, operator: str, plate: str, occupants: list, direction: str,
+                        exception_reason: str = "") -> dict:
+        """A vehicle at the lane: the scanned vehicle pass (if it is this plate's), the
+        occupants' temperatures, decided by `vehicles.decide_vehicle`; one ledger event."""
+        with self._lock:
+            waiting = self.vehicle_waiting if self.vehicle_waiting and self.vehicle_waiting["plate"] == plate else None
+            verdict = waiting["verdict"] if waiting else None
+            revoked = bool(verdict and verdict.pass_id and self.journal.registry_get("revocation", verdict.pass_id))
+            exception = VehicleException(operator, exception_reason) if exception_reason else None
+            decision, ledger = decide_vehicle(
+                verdict, plate, occupants, self.policy, self._moment(direction, self.mono()),
+                threshold_c=self.settings.temperature.threshold_c, revoked=revoked, exception=exception)
+            event = self._commit(decision, kind="vehicle", operator=operator, extra_detail=ledger)
+            if event is None:
+                raise JournalWriteError(self.journal_error or "journal unavailable")
+            if waiting:
+                self.vehicle_waiting = None
             return event
 
     def log_tailgate(self, breaks: int) -> dict | None:
