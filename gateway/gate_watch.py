@@ -49,6 +49,7 @@ class GateRulesWatch:
             "lane": "vehicle" if gate_id in policy.vehicles.vehicle_gates else "person",
             "closed": gate_id in policy.closed_gates,
             "level": policy.level,
+            "vehicle_waiting": (self.checkpoint.vehicle_waiting or {}).get("plate"),
         })
         extra = [r for r in self.settings.gate.rules if r not in DEFAULT_RULES]
         self.state.set_rules(posted_rules(policy, threshold_c=self.settings.temperature.threshold_c,

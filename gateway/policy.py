@@ -136,8 +136,9 @@ class Policy(BaseModel):
     )
     staffing: StaffingRules = StaffingRules()
     disinfection_times: list[Annotated[str, Field(pattern=_CLOCK_TIME)]] = Field(
-        ["08:00", "14:00", "20:00"], max_length=24,
-        description="Beijing times (HH:MM) the thermometer is disinfected (L613 定时消毒)",
+        [], max_length=24,
+        description="Beijing times (HH:MM) the thermometer is disinfected (L613 定时消毒); "
+        "none: no reminders (the level presets set three a day)",
     )
     disinfection_overdue_min: float = Field(30.0, ge=1, le=240, description="Due this long: overdue")
     vehicles: VehicleRules = VehicleRules()
@@ -154,14 +155,16 @@ class Policy(BaseModel):
 
 # Escalation levels (L537-563): the community picks one by name, then may
 # still change any field ("preset": "level-2", "visitor_mode": "deny").
+TIMES_A_DAY = ["08:00", "14:00", "20:00"]
 PRESETS: dict[str, dict] = {
     # (一) no case in the community: keep imports out (外防输入); 1 Feb visitor rule.
-    "level-1": {"visitor_mode": "register", "mask_required": False},
+    "level-1": {"visitor_mode": "register", "mask_required": False, "disinfection_times": TIMES_A_DAY},
     # (二) a case in the community: masks on when going in and out (L557).
-    "level-2": {"visitor_mode": "register", "mask_required": True},
+    "level-2": {"visitor_mode": "register", "mask_required": True, "disinfection_times": TIMES_A_DAY},
     # (三) community transmission: visitors refused unless filed (9 Feb rule, L1125),
     # unit doors for members only (L1123), health code required.
     "level-3": {"visitor_mode": "deny", "mask_required": True, "unit_doors": "members_only",
+                "disinfection_times": TIMES_A_DAY,
                 "health_code": {"required": True, "yellow": "guard", "red": "deny"}},
 }
 

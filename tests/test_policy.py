@@ -93,4 +93,5 @@ def test_gate_rule_defaults():
     policy = default_policy()
     assert policy.staffing.shift_h == 12 and policy.staffing.unattended == "screen"
     assert policy.health_code_blocks_exit and not policy.mask_required and policy.closed_gates == []
-    assert policy.disinfection_times == ["08:00", "14:00", "20:00"]
+    assert policy.disinfection_times == []  # no reminders until the community sets times
+    assert parse_policy({"preset": "level-1"}).disinfection_times == ["08:00", "14:00", "20:00"]

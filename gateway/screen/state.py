@@ -78,7 +78,8 @@ class ScreenState:
                 if view.get("flagged"):
                     self.counts["flagged"] += 1
             # An override of a fever is the guard's own act: it raises no new alert.
-            if view.get("flagged") and view.get("seq") and view.get("kind", "decision") == "decision":
+            # A vehicle stopped for an occupant's fever alerts the guard like a person's.
+            if view.get("flagged") and view.get("seq") and view.get("kind", "decision") in ("decision", "vehicle"):
                 self.alerts.append(view)
             self._bump()
 

@@ -133,6 +133,22 @@ function renderStatic(s) {
   setText("policy", t("policy." + s.policy.enforcement) + t("sep") + t("policy.visitor." + s.policy.visitor_mode));
 }
 
+// Duty reminders (issue 12): the shift's hand-over or nobody on duty; disinfection due or overdue.
+function renderGateRules(s) {
+  const g = s.gate_rules || {}, st = g.staffing || {};
+  let shift = "", urgent = false;
+  if (st.alarm) { shift = t(st.unattended === "refuse" ? "staffing.unstaffed_refuse" : "staffing.unstaffed", { since: clockText(st.unstaffed_since).slice(0, 5) }); urgent = true; }
+  else if (st.handover_due) shift = t("staffing.handover", { time: clockText(st.shift_ends).slice(0, 5) });
+  el("shift-bar").hidden = !shift;
+  el("shift-bar").classList.toggle("urgent", urgent);
+  setText("shift-text", shift);
+  const due = g.disinfection && g.disinfection.reminder;
+  el("disinfect-bar").hidden = !due;
+  el("disinfect-bar").classList.toggle("urgent", !!due && due.status === "overdue");
+  setText("disinfect-text", due ? t("disinfect." + due.status, { time: due.time }) : "");
+  el("no-mask-btn").hidden = !g.mask_required;  // the policy says whether a mask is required
+}
+
 function renderOperator(s) {
   setText("operator-name", s.operator ? s.operator.name : t("shift.none"));
   el("signin-btn").hidden = !!s.operator;
@@ -160,7 +176,7 @@ function render(s) {
   renderStatic(s); renderOperator(s); renderDecision(s); renderReading(s);
   setText("count-admit", String(s.counts.admit)); setText("count-deny", String(s.counts.deny));
   setText("count-flagged", String(s.counts.flagged));
-  renderHealth(s); renderRecent(s); renderAlerts(s); renderNotice(s);
+  renderHealth(s); renderRecent(s); renderAlerts(s); renderNotice(s); renderGateRules(s);
   document.body.dataset.version = s.version;
 }
 
@@ -231,6 +247,8 @@ function openModal(id) {
   if (id === "ack-modal") form.elements.seq.value = state.alerts.length ? state.alerts[0].seq : "";
   if (id === "visitor-modal" && state.current && state.current.reading && state.current.reading.body_c != null && !form.elements.temperature_c.value)
     form.elements.temperature_c.value = Number(state.current.reading.body_c).toFixed(1);
+  if (id === "vehicle-modal" && state.gate_rules && state.gate_rules.vehicle_waiting && !form.elements.plate.value)
+    form.elements.plate.value = state.gate_rules.vehicle_waiting;
   if (id === "staff-modal" && state.operator && !form.elements.person.value) form.elements.person.value = state.operator.name;
   dlg.showModal();
   if (!form) return;
@@ -251,6 +269,15 @@ el("remeasure-btn").addEventListener("click", async () => {
   const body = await post("remeasure", { for_seq: seq });
   if (!body.ok) showNotice(Object.values(body.errors || {}).map((e) => t(e.key, e.values)).join("；"), true);
 });
+// One tap: the guard refuses the person in front (no mask; refuses to be measured).
+async function refuse(refusal) {
+  if (!state.operator) { openModal("signin-modal"); return; }
+  const seq = state.phase === "decided" && state.current ? state.current.seq : null;
+  const body = await post("refuse", { refusal: refusal, for_seq: seq });
+  if (!body.ok) showNotice(Object.values(body.errors || {}).map((e) => t(e.key, e.values)).join("；"), true);
+}
+el("no-mask-btn").addEventListener("click", () => refuse("no_mask"));
+el("refuse-measure-btn").addEventListener("click", () => refuse("refused_measurement"));
 // Typing in a field clears its error; quick notes add a common phrase to the note.
 document.querySelectorAll("dialog input").forEach((input) => input.addEventListener("input", () => {
   input.classList.remove("invalid");
