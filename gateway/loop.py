@@ -649,8 +649,6 @@ class App:
         tick = 0
         while not self.stop_event.wait(1.0 if tick else 0.0):
             self.state.expire()
-            if self.gate_watch is not None:
-                _quietly(self.gate_watch.tick)
             status = _quietly(self.sync_worker.status) if self.sync_worker is not None else None
             health = self.checkpoint.health(status)
             health_log.update(health)
@@ -658,6 +656,8 @@ class App:
             if tick % 30 == 0:
                 self.state.set_counts(counts_today(self.journal))
                 self._refresh_registry()
+            if self.gate_watch is not None:  # after the policy refresh: staffing, disinfection, posted rules
+                _quietly(self.gate_watch.tick)
             if tick % 10 == 0 and self.checkpoint.journal_error:
                 self.probe_journal()
             if tick % 3600 == 1800:
