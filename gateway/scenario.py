@@ -81,7 +81,7 @@ class _Strict(BaseModel):
 
 class PassTemplate(_Strict):
     person: str = Field(min_length=1, max_length=32)
-    kind: Literal["resident", "staff", "volunteer", "visitor", "courier"] = "resident"
+    kind: Literal["resident", "staff", "volunteer", "visitor", "courier", "vehicle"] = "resident"
     id: str | None = Field(None, min_length=1, max_length=32)
     site: str | None = Field(None, min_length=1, max_length=32)
     from_days: float = Field(-1.0, ge=-3650, le=3650)
@@ -107,6 +107,16 @@ class Expect(_Strict):
     flagged: bool = False
 
 
+class VehicleArrival(_Strict):
+    """A vehicle at a vehicle lane: the plate the guard reads, each occupant's
+    temperature as the guard enters it, and an exception reason for an outside vehicle."""
+
+    plate: str = Field(min_length=1, max_length=12)
+    occupants: list[float] = Field(min_length=1, max_length=9)
+    driver: str = Field("", max_length=40)
+    exception: str = Field("", max_length=200)
+
+
 class Arrival(_Strict):
     at: float = Field(ge=0, le=7 * 86400, description="Seconds from the start")
     qr: str | _TemplateBox | None = Field(None, description="Pass text, a pass template, or null")
@@ -120,6 +130,9 @@ class Arrival(_Strict):
     guard: Literal["no_mask", "refused_measurement"] | None = Field(
         None, description="The guard refuses this person with one tap while they are measured"
     )
+    vehicle: VehicleArrival | None = Field(
+        None, description="A vehicle (qr: its vehicle pass, or null for an outside vehicle); the guard enters it"
+    )
     note: str = Field("", max_length=200, description="What this arrival shows (for people reading the file)")
     expect: Expect | None = Field(None, description="Optional: the decision this arrival should get")
 
@@ -127,7 +140,7 @@ class Arrival(_Strict):
     def _temperature(self):
         if self.sensor == "fault" and self.object_c is not None:
             raise ValueError('give object_c or sensor: "fault", not both')
-        if self.sensor == "ok" and self.object_c is None:
+        if self.sensor == "ok" and self.object_c is None and self.vehicle is None:
             raise ValueError('object_c is required (or sensor: "fault")')
         if isinstance(self.qr, str) and len(self.qr) > 4096:
             raise ValueError("qr text longer than 4096 characters cannot be put in a QR code")
@@ -409,12 +422,28 @@ class ScenarioPlayer:
             hw.thermometer.set_absent(True)
         else:
             hw.thermometer.set_absent(False)
-            hw.thermometer.set(arrival.object_c, arrival.ambient_c)
+            # A vehicle's occupants are measured by the guard: the kiosk's thermometer sees the room.
+            object_c = arrival.object_c if arrival.object_c is not None else DEFAULT_AMBIENT_C - 1.0
+            hw.thermometer.set(object_c, arrival.ambient_c)
         hw.camera.show(self.texts[index])
         if self.on_arrival:
             self.on_arrival(index, arrival)
         if arrival.guard:
             self._guard_refuses(arrival.guard)
+        if arrival.vehicle:
+            self._vehicle(arrival)
+
+    def _vehicle(self, arrival: Arrival) -> None:
+        """The guard enters the vehicle once its pass (if any) has been read."""
+        from gateway.vehicles import Occupant
+
+        checkpoint = self.app.checkpoint
+        v = arrival.vehicle
+        limit = time.monotonic() + self.app.settings.temperature.reading_timeout_s
+        while arrival.qr is not None and checkpoint.vehicle_waiting is None and time.monotonic() < limit:
+            time.sleep(0.02)
+        occupants = [Occupant(body_c=t, name=v.driver if i == 0 else "") for i, t in enumerate(v.occupants)]
+        checkpoint.vehicle_passage("simulator", v.plate, occupants, checkpoint.direction, v.exception)
 
     def _guard_refuses(self, refusal: str) -> None:
         """The guard taps the refusal once the person is being measured."""

@@ -48,11 +48,21 @@ def test_rule_scenario_decisions_reasons_and_journal(tmp_path, path):
                 assert row["operator"] == "simulator" and row["detail"]["guard_refusal"] == arrival.guard
             if "one_at_a_time" in record["reasons"]:
                 assert row["kind"] == "one_at_a_time" and row["pass_id"] is None
+            elif arrival.vehicle:
+                assert row["kind"] == "vehicle" and row["operator"] == "simulator"
+                assert row["detail"]["plate"] == arrival.vehicle.plate
+                assert [o["body_c"] for o in row["detail"]["occupants"]] == arrival.vehicle.occupants
+                assert row["flagged"] is arrival.expect.flagged
             else:
                 assert row["kind"] == "decision"
         if path.stem == "unstaffed":
             (alarm,) = journal.events(kind="unstaffed")
             assert alarm["detail"]["unattended"] == "refuse" and alarm["seq"] < printed[0]["seq"]
+        if path.stem == "vehicles":
+            first, _, outside, exception = printed
+            assert first["pass_id"] == "BJ-A12345" and first["person_id"] == "h-8-1-401"
+            assert stored[exception["seq"]]["detail"]["exception"]["reason"] == "救护车接送病人"
+            assert stored[outside["seq"]]["detail"]["household"] is None
         if path.stem == "people":
             policy_version = {r["detail"]["policy_version"] for r in stored.values() if r["kind"] == "decision"}
             assert policy_version == {50}  # the pushed level-2 policy decided every arrival
