@@ -6,8 +6,8 @@ uploaded (issue 12). For the reg-staff pages (gates board, reports):
 - `gate_rule_counts(db, site, day)`: refusals by gate-rule reason code
   (no mask, refused measurement, one at a time, tailgates, vehicles) for the daily report;
 - `disinfections_logged(db, site, day)`: the disinfection times each gate
-  logged, to pass to `gateway.disinfection.disinfection_report` with the
-  policy's set times (done and missed).
+  logged; `disinfection_day(db, site, day, policy.disinfection_times)`: per
+  gate, each set time done or missed (`gateway.disinfection.disinfection_report`).
 """
 
 from __future__ import annotations
@@ -77,6 +77,19 @@ def disinfections_logged(db: Database, site_id: str, day: date, tz: str = "Asia/
     for gate_id, t in rows:
         logged.setdefault(names.get(gate_id, str(gate_id)), []).append(datetime.fromtimestamp(t / 1e9, timezone.utc))
     return logged
+
+
+def disinfection_day(db: Database, site_id: str, day: date, times: list[str], overdue_min: float = 30.0,
+                     now: datetime | None = None, tz: str = "Asia/Shanghai") -> dict[str, dict]:
+    """Per gate of the site: the day's set times done and missed (`policy.disinfection_times`)."""
+    from gateway.disinfection import disinfection_report
+
+    now = now or datetime.now(timezone.utc)
+    logged = disinfections_logged(db, site_id, day, tz)
+    with db.read() as conn:
+        names = [r.name for r in conn.execute(
+            select(gates.c.name).where(gates.c.site_id == site_id, gates.c.revoked_at.is_(None)))]
+    return {name: disinfection_report(times, logged.get(name, []), day, now, overdue_min) for name in sorted(names)}
 
 
 def _day_bounds(day: date, zone) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from gateway.screen.state import ScreenState
 from gateway.staffing import StaffingWatch
 from sync.client import SyncClient
 from sync.server import auth
-from sync.server.gate_rules import disinfections_logged, gate_rule_counts, gate_staffing
+from sync.server.gate_rules import disinfection_day, disinfections_logged, gate_rule_counts, gate_staffing
 from tests.sync.sync_harness import write_kiosk_config
 
 
@@ -75,3 +75,12 @@ def test_gate_rule_refusals_and_disinfections_are_counted_for_the_day(server, ki
     assert (counts["no_mask"], counts["refused_measurement"], counts["one_at_a_time"]) == (2, 1, 1)
     logged = disinfections_logged(server.db, "site-1", today)
     assert list(logged) == ["east-1"] and len(logged["east-1"]) == 1
+
+    # The report side: done and missed per gate against the policy's set times.
+    now = datetime.now(timezone(timedelta(hours=8)))
+    if now.hour >= 1:  # one set time just before the wipe above, one already missed on the other gate
+        slot = (now - timedelta(minutes=10)).strftime("%H:%M")
+        day_over = datetime.combine(today + timedelta(days=1), datetime.min.time(), now.tzinfo)
+        day = disinfection_day(server.db, "site-1", today, [slot], 30, now=day_over)
+        assert (day["east-1"]["done"], day["east-1"]["missed"]) == (1, 0)
+        assert (day["west-2"]["done"], day["west-2"]["missed"]) == (0, 1)
