@@ -458,6 +458,12 @@ class Checkpoint:
                 self.vehicle_waiting = None
             return event
 
+    def thermometer_now(self) -> Reading | None:
+        """The thermometer's steady reading right now (a vehicle occupant held up to it), if any."""
+        with self._lock:
+            reading = stable_reading(self.sampler.samples(self.mono() - self._lookback_s), self.settings.temperature)
+            return reading if reading is not None and reading.ok else None
+
     def log_tailgate(self, breaks: int) -> dict | None:
         """The beam broke `breaks` times in one opening: logged as an incident."""
         with self._lock:

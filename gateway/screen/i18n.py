@@ -232,6 +232,8 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "err.mask_not_required": ("现行政策未要求佩戴口罩", "The policy in force does not require masks"),
     "err.plate": ("车牌格式如 京A12345", "A plate looks like 京A12345"),
     "err.direction": ("请选择进或出", "Choose in or out"),
+    "err.no_thermometer_reading": ("测温仪没有稳定读数：请靠近后再读，或手动输入", "No steady thermometer reading: come closer and read again, or type it in"),
+    "vehicle.read": ("读取测温仪", "Read thermometer"),
     "err.occupants": ("请至少录入一名车内人员的体温", "Enter at least one occupant's temperature"),
     # --- what the queue sees ------------------------------------------------------------
     "public.admit": ("请通行", "Please go ahead"),

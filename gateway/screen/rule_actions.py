@@ -18,7 +18,17 @@ from gateway.vehicles import MAX_OCCUPANTS, Occupant, PlateError, normalise_plat
 
 def rule_actions(guard: GuardActions) -> dict:
     """The screen's handlers by action name (merged into the app's table)."""
-    return {"refuse": lambda data: refuse(guard, data), "vehicle": lambda data: vehicle(guard, data)}
+    return {"refuse": lambda data: refuse(guard, data), "vehicle": lambda data: vehicle(guard, data),
+            "vehicle-reading": lambda data: vehicle_reading(guard)}
+
+
+def vehicle_reading(guard: GuardActions) -> dict:
+    """An occupant measured by the kiosk's thermometer: its body-equivalent value, for the form."""
+    guard.operator()
+    reading = guard.control.thermometer_now()
+    if reading is None:
+        raise ActionError({"form": ("err.no_thermometer_reading", {})})
+    return {"ok": True, "body_c": round(reading.body_c, 1)}
 
 
 def refuse(guard: GuardActions, data: dict) -> dict:
@@ -55,7 +65,8 @@ def vehicle(guard: GuardActions, data: dict) -> dict:
             continue
         temperature = form.temperature(f"occupant_{i}_c")
         name = form.text(f"occupant_{i}_name", max_len=40, required=False)
-        occupants.append(Occupant(body_c=temperature, name=name))
+        source = "thermometer" if data.get(f"occupant_{i}_source") == "thermometer" else "guard"
+        occupants.append(Occupant(body_c=temperature, name=name, source=source))
     if not occupants:
         form.errors["occupant_0_c"] = ("err.occupants", {})
     exception = form.text("exception", max_len=200, required=False)

@@ -111,8 +111,11 @@ def test_vehicle_with_two_occupants_one_at_37_5_is_stopped(small, issue, screen_
     page.click("#more-modal [data-modal=vehicle-modal]")
     assert page.input_value("#vehicle-modal input[name=plate]") == "京A12345"  # from the scanned pass
     page.fill("#vehicle-modal input[name=occupant_0_name]", "张伟")
-    page.fill("#vehicle-modal input[name=occupant_0_c]", "36.6")
-    page.fill("#vehicle-modal input[name=occupant_1_c]", "37.5")
+    app.hardware.thermometer.set(36.1, 22.0)  # the driver leans out to the thermometer: 36.1 + 0.5
+    time.sleep(0.4)
+    page.click("#vehicle-read-btn")
+    page.wait_for_function("document.querySelector('#vehicle-modal input[name=occupant_0_c]').value === '36.6'")
+    page.fill("#vehicle-modal input[name=occupant_1_c]", "37.5")  # the passenger, by the guard's handheld
     on_screen(page, "#vehicle-modal .modal-buttons button[type=submit]", "#vehicle-modal h2")
     shot(page, "rules-vehicle-800x480.png")
     page.click("#vehicle-modal button[type=submit]")
@@ -120,7 +123,7 @@ def test_vehicle_with_two_occupants_one_at_37_5_is_stopped(small, issue, screen_
     (row,) = app.journal.events(kind="vehicle")
     assert (row["decision"], row["reasons"], row["flagged"]) == ("deny", ["fever"], True)
     assert row["pass_id"] == "BJ-A12345" and row["person_id"] == "h-8-1-401" and row["operator"] == "王保安"
-    assert [o["body_c"] for o in row["detail"]["occupants"]] == [36.6, 37.5]
+    assert [(o["body_c"], o["source"]) for o in row["detail"]["occupants"]] == [(36.6, "thermometer"), (37.5, "guard")]
     assert row["detail"]["driver"] == "张伟" and row["direction"] == "in"
     assert app.relay_pin.state is False  # the barrier stayed down
     page.wait_for_selector("#fever-banner:not([hidden])")

@@ -247,6 +247,8 @@ function openModal(id) {
   if (id === "ack-modal") form.elements.seq.value = state.alerts.length ? state.alerts[0].seq : "";
   if (id === "visitor-modal" && state.current && state.current.reading && state.current.reading.body_c != null && !form.elements.temperature_c.value)
     form.elements.temperature_c.value = Number(state.current.reading.body_c).toFixed(1);
+  if (id === "vehicle-modal")  // hidden fields survive form.reset(): a new vehicle starts typed-in
+    for (let i = 0; i < 5; i++) form.elements["occupant_" + i + "_source"].value = "";
   if (id === "vehicle-modal" && state.gate_rules && state.gate_rules.vehicle_waiting && !form.elements.plate.value)
     form.elements.plate.value = state.gate_rules.vehicle_waiting;
   if (id === "staff-modal" && state.operator && !form.elements.person.value) form.elements.person.value = state.operator.name;
@@ -277,6 +279,21 @@ async function refuse(refusal) {
   if (!body.ok) showNotice(Object.values(body.errors || {}).map((e) => t(e.key, e.values)).join("；"), true);
 }
 el("no-mask-btn").addEventListener("click", () => refuse("no_mask"));
+// A box the guard types into is the guard's reading, not the thermometer's.
+for (let i = 0; i < 5; i++) {
+  const form = el("vehicle-modal").querySelector("form");
+  form.elements["occupant_" + i + "_c"].addEventListener("input", () => { form.elements["occupant_" + i + "_source"].value = ""; });
+}
+// A vehicle occupant held up to the thermometer: its reading fills the next empty box (automatic where possible).
+el("vehicle-read-btn").addEventListener("click", async () => {
+  const form = el("vehicle-modal").querySelector("form");
+  const body = await post("vehicle-reading", {});
+  if (!body.ok) { showErrors(form, body.errors || { form: { key: "offline" } }); return; }
+  for (let i = 0; i < 5; i++) {
+    const box = form.elements["occupant_" + i + "_c"];
+    if (!box.value) { box.value = Number(body.body_c).toFixed(1); form.elements["occupant_" + i + "_source"].value = "thermometer"; break; }
+  }
+});
 el("refuse-measure-btn").addEventListener("click", () => refuse("refused_measurement"));
 // Typing in a field clears its error; quick notes add a common phrase to the note.
 document.querySelectorAll("dialog input").forEach((input) => input.addEventListener("input", () => {
