@@ -336,7 +336,8 @@ def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mo
     gate_id = getattr(moment, "gate_id", "")
     if gate_id and gate_id in policy.closed_gates:
         reasons.append("gate_closed")
-    if getattr(moment, "unstaffed", False) is True and policy.staffing.unattended == "refuse":
+    # "refuse automatic *entry*": nobody is kept in because the guard is missing.
+    if entering and getattr(moment, "unstaffed", False) is True and policy.staffing.unattended == "refuse":
         reasons.append("unstaffed")
     if guard_refusal in GUARD_REFUSALS:
         reasons.append(guard_refusal)

@@ -238,6 +238,8 @@ CASES = [
     Case("unstaffed, policy refuses automatic entry", "deny", ["unstaffed"], unstaffed=True,
          policy=Policy(staffing={"unattended": "refuse"}), guard="guard.unstaffed", public="public.see_staff"),
     Case("unstaffed, policy keeps screening residents", "admit", ["ok"], unstaffed=True),
+    Case("unstaffed refusal never keeps anyone in", "admit", ["ok"], unstaffed=True, direction="out",
+         policy=Policy(staffing={"unattended": "refuse"})),
     Case("guard refusal: no mask", "deny", ["no_mask"], policy=Policy(mask_required=True),
          kw={"guard_refusal": "no_mask"}, guard="guard.no_mask", public="public.wear_mask"),
     Case("guard refusal: refused to be measured", "deny", ["refused_measurement", "no_reading"], reading=None,
