@@ -106,9 +106,11 @@ def test_vehicle_with_two_occupants_one_at_37_5_is_stopped(small, issue, screen_
                               valid_from=now - timedelta(days=1), valid_to=now + timedelta(days=30))
     app.hardware.camera.show(text)  # the driver holds the vehicle pass up to the camera
     page.wait_for_function("document.getElementById('notice').textContent.includes('京A12345')")
-    app.gate_watch.tick()
-    page.click("nav.actions .more")
-    page.click("#more-modal [data-modal=vehicle-modal]")
+    push_policy(app, vehicles={"vehicle_gates": ["east-1"]})  # this gate is a vehicle lane
+    page.wait_for_selector("nav.actions [data-modal=vehicle-modal]:visible")  # in the bar: one tap
+    on_screen(page, "nav.actions [data-modal=vehicle-modal]")
+    assert page.is_hidden("nav.actions [data-modal=visitor-modal]")
+    page.click("nav.actions [data-modal=vehicle-modal]")
     assert page.input_value("#vehicle-modal input[name=plate]") == "京A12345"  # from the scanned pass
     page.fill("#vehicle-modal input[name=occupant_0_name]", "张伟")
     app.hardware.thermometer.set(36.1, 22.0)  # the driver leans out to the thermometer: 36.1 + 0.5

@@ -147,6 +147,7 @@ function renderGateRules(s) {
   el("disinfect-bar").classList.toggle("urgent", !!due && due.status === "overdue");
   setText("disinfect-text", due ? t("disinfect." + due.status, { time: due.time }) : "");
   el("no-mask-btn").hidden = !g.mask_required;  // the policy says whether a mask is required
+  document.body.dataset.lane = g.lane || "person";  // a vehicle lane puts 车辆通行 in the bar
 }
 
 function renderOperator(s) {
