@@ -105,3 +105,15 @@ def test_beam_closes_after_one_person_and_logs_a_tailgate(beam_kiosk, tmp_path):
     (tail,) = wait_for(lambda: events(app, "tailgate"))
     assert tail["reasons"] == ["tailgate"] and tail["detail"]["breaks"] == 2
     assert app.state.current["guard_text"]["zh"].startswith("尾随")
+
+
+def test_the_queue_sees_the_rules_of_the_policy_in_force(kiosk):
+    kiosk.journal.apply_registry_page([{"entity": "policy", "entity_id": "site-1", "op": "upsert", "change_seq": 1,
+                                        "payload": {"version": 9, "preset": "level-2", "duty_person": "李主任",
+                                                    "duty_phone": "010-12345678"}}], "c1")
+    kiosk._refresh_registry()
+    kiosk.gate_watch.tick()
+    rules = [r["zh"] for r in kiosk.state.snapshot("public")["rules"]]
+    assert "进入须佩戴口罩" in rules and "访客须测温正常并登记后进入" in rules
+    assert "责任人：李主任　值守电话：010-12345678" in rules
+    assert kiosk.state.snapshot()["gate_rules"]["mask_required"] is True
