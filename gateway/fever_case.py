@@ -220,14 +220,16 @@ class CaseBook:
 def hold_for_case(decision, *, hard: bool):
     """A decision about a person whose case is open: the case, not this reading, decides.
 
-    Under HARD enforcement an admit becomes a deny (``fever_case_open``): a
-    normal infrared re-measure never opens the gate by itself. The guard is
-    told to take the clinical reading, not to re-measure again.
+    Under HARD enforcement an admit on entry becomes a deny (``fever_case_open``):
+    a normal infrared re-measure never opens the gate by itself. On exit the
+    case is noted, never a reason to keep someone in (they may be on their
+    way to the fever clinic). The guard is told to take the clinical reading,
+    not to re-measure again.
     """
     if decision.override is not None:
         return decision
     reasons = [r for r in decision.reasons if r != "ok"] + [HELD_REASON]
-    outcome = "deny" if hard else decision.decision
+    outcome = "deny" if hard and decision.direction == "in" else decision.decision
     return dataclasses.replace(decision, decision=outcome, reasons=reasons, guard_message="guard.fever_case",
                                public_message="public.see_staff" if outcome == "deny" else decision.public_message,
                                alert=True)

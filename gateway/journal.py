@@ -318,10 +318,10 @@ class Journal:
             ).rowcount
 
     def counts_for_day(self, day_start: datetime, day_end: datetime) -> dict[str, int]:
-        """Today's admits, denials and fever flags, for the guard screen."""
+        """Today's admits and denials, and fever *cases* opened (not flagged readings), for the guard screen."""
         lo, hi = to_ns(day_start), to_ns(day_end)
         rows = self._select(
-            "SELECT decision, SUM(flagged) AS flagged, COUNT(*) AS n FROM events "
+            "SELECT decision, COUNT(*) AS n FROM events "
             "WHERE kind = 'decision' AND wall_time >= ? AND wall_time < ? GROUP BY decision",
             [lo, hi],
         )
@@ -329,7 +329,11 @@ class Journal:
         for row in rows:
             if row["decision"] in counts:
                 counts[row["decision"]] = row["n"]
-            counts["flagged"] += row["flagged"] or 0
+        # Not named "flagged": _decode would turn the count into a boolean (the count fell back to 1).
+        counts["flagged"] = self._scalar(
+            "SELECT COUNT(*) FROM events WHERE kind = 'fever_case.opened' AND wall_time >= ? AND wall_time < ?",
+            [lo, hi],
+        )
         return counts
 
     # --- ledgers ---------------------------------------------------------------

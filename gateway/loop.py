@@ -53,13 +53,16 @@ from gateway.decision import (
     decide,
     tailgate_decision,
 )
+from gateway.fever_flow import FeverFlow, decision_subject
 from gateway.journal import Journal, JournalWriteError
+from gateway.override_target import WINDOW_S as OVERRIDE_WINDOW_S
+from gateway.override_target import refusal as override_refusal
 from gateway.passes import PassVerdict, verify
 from gateway.policy import Policy
 from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale
 from gateway.screen.history import counts_today, restore_screen
 from gateway.screen.state import ScreenState
-from gateway.thermometry import Reading, remeasure, sensor_fault, stable_reading, timed_out
+from gateway.thermometry import Reading, is_fever, remeasure, sensor_fault, stable_reading, timed_out
 from gateway.vehicles import VehicleException, decide_vehicle, plate_from_pass_id
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,18 @@ class _Context:
     reading: Reading | None
     direction: str
     flagged: bool
+    subject: str | None = None  # the fever case's subject (gateway.fever_case.subject_of)
+    case_id: str | None = None
+    kind: str | None = None  # the pass kind: a manual open's reason must fit it
+    decided_at: float | None = None  # monotonic: a manual open attaches only to a recent decision
+
+
+class OverrideRefused(ValueError):
+    """A manual open may not attach to this decision; `key` is the screen's error text."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
 
 
 @dataclass
@@ -117,6 +132,7 @@ class Checkpoint:
     view_gone_s: float = VIEW_GONE_S
     presence_gone_s: float = PRESENCE_GONE_S
     beam: Any = None  # optional pass-through beam (gateway/beam.py)
+    fever: FeverFlow | None = None  # the fever cases (build_app wires one)
 
     def __post_init__(self):
         self._lock = threading.RLock()
@@ -140,6 +156,8 @@ class Checkpoint:
         t = self.settings.temperature
         self._window_s = t.min_samples / t.sample_hz
         self._lookback_s = self._window_s + 2.0 / t.sample_hz
+        if self.fever is None:
+            self.fever = FeverFlow(self.journal, self.state, self.settings.gate.id, t.threshold_c)
 
     # --- the loop ---------------------------------------------------------------
 
@@ -293,20 +311,43 @@ class Checkpoint:
             health_code=pending.health_code, last_opposite_mono_s=last_opposite,
         )
         detail = {"remeasure_of": pending.remeasure_of} if pending.remeasure_of else {}
-        event = self._commit(decision, kind="decision", operator=pending.operator, extra_detail=detail)
+        # One fever, one case: a person whose case is open is held by the case, not this reading.
+        earlier = self._contexts.get(pending.remeasure_of) if pending.remeasure_of else None
+        subject = decision_subject(decision, earlier.subject if earlier else None)
+        decision, case_id, new_case = self.fever.screen_decision(decision, subject,
+                                                                 hard=self.policy.enforcement == "hard")
+        if case_id:
+            detail["case_id"] = case_id
+        event = self._commit(decision, kind="decision", operator=pending.operator, extra_detail=detail,
+                             alarm=new_case,  # one alarm per case: a flagged reading always has one
+                             view_extra={"case_id": case_id, "held": bool(case_id and not new_case)})
         self._decided_text = pending.text
         self._presence_decided = True
         if event is None:
             return
+        if case_id:
+            self._record_case_reading(event, decision, subject, case_id, new_case)
         if decision.admitted and decision.pass_id:
             self._last_use[(decision.pass_id, pending.direction)] = now
         self._remember(event["seq"], _Context(pending.text, pending.verdict, pending.entry, pending.health_code,
-                                              decision.reading, pending.direction, decision.flagged))
+                                              decision.reading, pending.direction, decision.flagged,
+                                              subject=subject, case_id=case_id, kind=decision.kind,
+                                              decided_at=now))
+
+    def _record_case_reading(self, event: dict, decision: Decision, subject: str, case_id: str, new: bool) -> None:
+        try:
+            self.fever.record_reading(event, decision, subject, case_id, new)
+        except JournalWriteError as exc:  # the decision is logged (with its case id); the disk is failing
+            self.journal_error = str(exc)
+            log.error("fever case event not logged: %s", exc)
 
     def _commit(self, decision: Decision, *, kind: str, operator: str | None = None,
                 extra_detail: dict | None = None, must_open: bool = False,
-                view_extra: dict | None = None) -> dict | None:
+                view_extra: dict | None = None, alarm: bool | None = None) -> dict | None:
         """Journal first, then the gate. Returns the event, or None if it could not be logged.
+
+        `alarm` (default: the decision's fever flag) sounds the fever signal and
+        sends the event to the server at once: once per fever case, not per reading.
 
         An unlogged automatic decision is not acted on (fail closed). A guard
         override (`must_open`) opens even then: no failure may lock a
@@ -322,7 +363,7 @@ class Checkpoint:
             self.journal_error = str(exc)
             log.error("decision not logged (%s): %s", exc, json.dumps(record, ensure_ascii=False, default=str))
             if must_open:
-                self._actuate(decision)
+                self._actuate(decision, alarm=False)
                 self.state.show_decision({**self._view(decision, {"seq": None, "time": _iso_now()}, kind, operator),
                                           **(view_extra or {}), "unlogged": True})
                 return {"seq": None, "unlogged": True}
@@ -332,7 +373,8 @@ class Checkpoint:
                          direction=decision.direction, reading=decision.reading),
                 {"seq": None, "time": _iso_now()}, kind, operator))
             return None
-        self._actuate(decision)
+        alarm = decision.flagged if alarm is None else alarm
+        self._actuate(decision, alarm=alarm)
         self.state.show_decision({**self._view(decision, event, kind, operator), **(view_extra or {})})
         self.decisions += 1
         for listener in list(self.listeners):
@@ -341,17 +383,17 @@ class Checkpoint:
             except Exception:  # noqa: BLE001 - a printer or stats hook must not stop the gate
                 log.exception("decision listener failed")
         self.journal.actuated(event["seq"])
-        if decision.flagged and self.sync_trigger is not None:
-            self.sync_trigger()  # a fever goes to the server at once
+        if alarm and self.sync_trigger is not None:
+            self.sync_trigger()  # a new fever goes to the server at once
         return event
 
-    def _actuate(self, decision: Decision) -> None:
+    def _actuate(self, decision: Decision, *, alarm: bool) -> None:
         try:
             if decision.admitted:
                 self.outputs.open_for(self.settings.outputs.open_s)
                 if self.beam is not None:
                     self.beam.opened(self.settings.outputs.open_s)
-            self.outputs.signal("fever" if decision.flagged else decision.decision)
+            self.outputs.signal("fever" if alarm else decision.decision)
         except DriverError as exc:
             log.error("gate outputs failed: %s", exc)
 
@@ -393,11 +435,24 @@ class Checkpoint:
         with self._lock:
             self.direction = direction
 
-    def guard_open(self, operator: str, reason: str, note: str, for_seq: int | None) -> dict:
-        """Open the gate by hand; logged with the operator, reason and the decision it overrides."""
+    def guard_open(self, operator: str, reason: str, note: str, for_seq: int | None, *,
+                   case_id: str | None = None) -> dict:
+        """Open the gate by hand; logged with the operator, reason and the decision it overrides.
+
+        Raises OverrideRefused when `for_seq` is not the person at the gate any more
+        (too old, or the next person is being measured) or is another kind of person
+        than the reason names (gateway.override_target). An admission closing a fever
+        case (`case_id`) opens for that case's person whatever the decision's age.
+        """
         with self._lock:
             ctx = self._contexts.get(for_seq) if for_seq else None
             now = self.mono()
+            if for_seq and case_id is None:
+                measuring_next = self._pending is not None and self._pending.remeasure_of != for_seq
+                age = None if ctx is None or ctx.decided_at is None or measuring_next else now - ctx.decided_at
+                problem = override_refusal(reason, ctx.kind if ctx else None, age)
+                if problem:
+                    raise OverrideRefused(problem)
             why = reason + (f": {note}" if note else "")
             decision = decide(
                 ctx.verdict if ctx else None, ctx.reading if ctx else None, ctx.entry if ctx else None,
@@ -406,8 +461,10 @@ class Checkpoint:
                 override=Override(operator=operator, reason=why),
             )
             detail = {"override_reason": reason, "note": note, "for_seq": for_seq}
+            if case_id:
+                detail["case_id"] = case_id
             event = self._commit(decision, kind="override", operator=operator, extra_detail=detail, must_open=True,
-                                 view_extra={"override_reason": reason, "note": note or None})
+                                 view_extra={"override_reason": reason, "note": note or None}, alarm=False)
             if decision.pass_id and not event.get("unlogged"):
                 self._last_use[(decision.pass_id, decision.direction)] = now
             return event
@@ -456,6 +513,11 @@ class Checkpoint:
                 raise JournalWriteError(self.journal_error or "journal unavailable")
             if waiting:
                 self.vehicle_waiting = None
+            for i, occupant in enumerate(occupants):  # each feverish occupant is a fever case of their own
+                if occupant.body_c is not None and is_fever(occupant.body_c, self.settings.temperature.threshold_c):
+                    self.fever.hand_recorded(source="vehicle_form", body_c=occupant.body_c, operator=operator,
+                                             name=occupant.name or plate, subject=f"vehicle:{plate}:{i}",
+                                             trigger_seq=event["seq"])
             return event
 
     def thermometer_now(self) -> Reading | None:
@@ -507,6 +569,32 @@ class Checkpoint:
             if event is None:
                 raise JournalWriteError(self.journal_error or "journal unavailable")
             return event
+
+    def fever_case(self, operator: str, case_id: str, *, clinical_c: float | None, outcome: str | None,
+                   note: str) -> dict:
+        """The guard's case dialog: the clinical reading and/or the decision that closes the case.
+        Admitting a person measured at this gate opens the gate for them (logged as a manual
+        open with reason ``remeasured_ok`` and the case id). Raises CaseError."""
+        with self._lock:
+            case = self.fever.clinical_and_decision(case_id, operator, clinical_c=clinical_c, outcome=outcome,
+                                                    note=note)
+            result = {"case_id": case_id, "closed": bool(outcome), "outcome": outcome}
+            if outcome == "admitted" and case.source == "infrared":
+                event = self.guard_open(operator, "remeasured_ok", note, case.last_seq or None, case_id=case_id)
+                result["seq"] = event.get("seq")
+        if outcome and self.sync_trigger is not None:
+            self.sync_trigger()  # the registry's alert closes as soon as the gate closes the case
+        return result
+
+    def hand_recorded_fever(self, *, source: str, body_c: float, operator: str, name: str, subject: str,
+                            trigger_seq: int | None):
+        """A temperature the guard wrote down (visitor form, staff form): a case at or above the threshold."""
+        with self._lock:
+            case = self.fever.hand_recorded(source=source, body_c=body_c, operator=operator, name=name,
+                                            subject=subject, trigger_seq=trigger_seq)
+        if case is not None and self.sync_trigger is not None:
+            self.sync_trigger()
+        return case
 
     # --- health -------------------------------------------------------------------------
 
@@ -736,7 +824,8 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     sampler = ThermometerSampler(hardware.thermometer, hz=t.sample_hz, keep_s=max(10.0, t.reading_timeout_s + 2))
     state = ScreenState(
         gate={"id": settings.gate.id, "name": settings.gate.name or settings.gate.id, "site": settings.gate.site,
-              "direction": settings.gate.direction, "threshold_c": t.threshold_c},
+              "direction": settings.gate.direction, "threshold_c": t.threshold_c,
+              "override_window_s": OVERRIDE_WINDOW_S},
         rules=list(settings.gate.rules),
         policy={"enforcement": policy.enforcement, "visitor_mode": policy.visitor_mode},
     )
@@ -747,6 +836,7 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
         scanner=Scanner(settings.qr.backend), outputs=hardware.outputs, state=state, keys=keys, policy=policy,
         sync_trigger=getattr(sync_worker, "trigger", None),
     )
+    checkpoint.fever.restore()
     actions = GuardActions(journal=journal, state=state, control=checkpoint, gate_id=settings.gate.id,
                            pin=settings.screen.pin, threshold_c=t.threshold_c,
                            visitor_mode=lambda: checkpoint.policy.visitor_mode)

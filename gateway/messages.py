@@ -24,6 +24,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "体温异常：请复测；确认后引导至发热门诊并上报",
         "en": "Elevated temperature: re-measure; if confirmed, direct to a fever clinic and report",
     },
+    "guard.fever_case": {
+        "zh": "发热处置中：请用体温计复测，并在“处置”中记录读数和决定",
+        "en": "Open fever case: take a clinical reading and record it and your decision under Handle",
+    },
     "guard.fever_soft": {
         "zh": "已放行（宽松模式）：体温异常，请跟进并上报",
         "en": "Admitted (soft mode): elevated temperature, follow up and report",

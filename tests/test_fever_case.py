@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gateway.fever_case import CaseBook, CaseError, hold_for_case, subject_of
@@ -131,3 +133,6 @@ def test_a_decision_about_an_open_case_is_held():
                          public_message="public.see_staff", direction="in")
     assert hold_for_case(confirmed, hard=True).reasons == ["fever", "fever_case_open"]
     assert hold_for_case(admit, hard=False).decision == "admit"  # SOFT: admitted, the case still open
+    leaving = dataclasses.replace(admit, direction="out")
+    assert hold_for_case(leaving, hard=True).decision == "admit"  # never kept in (on the way to the clinic)
+    assert hold_for_case(leaving, hard=True).reasons == ["fever_case_open"]

@@ -17,6 +17,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.fever_case import OUTCOMES, CaseError, subject_of
 from gateway.journal import Journal, JournalWriteError
 from gateway.screen.state import ScreenState
 from gateway.thermometry import is_fever
@@ -31,11 +32,19 @@ TEMP_RANGE = (34.0, 43.0)
 class GateControl(Protocol):
     """What the screen asks of the running loop."""
 
+    fever: Any  # gateway.fever_flow.FeverFlow
+
     def guard_open(self, operator: str, reason: str, note: str, for_seq: int | None) -> dict: ...
 
     def request_remeasure(self, operator: str, for_seq: int | None) -> dict: ...
 
     def admit_visitor(self, operator: str, visitor: dict) -> dict: ...
+
+    def fever_case(self, operator: str, case_id: str, *, clinical_c: float | None, outcome: str | None,
+                   note: str) -> dict: ...
+
+    def hand_recorded_fever(self, *, source: str, body_c: float, operator: str, name: str, subject: str,
+                            trigger_seq: int | None): ...
 
 
 class ActionError(Exception):
@@ -139,6 +148,8 @@ class GuardActions:
         pin = str(data.get("pin") or "")
         if self.pin and not hmac.compare_digest(pin.encode(), self.pin.encode()):
             form.errors["pin"] = ("err.pin", {})
+        if name and self.control.fever.open_case_for(subject_of(staff=name)) is not None:
+            form.errors["name"] = ("err.guard_fever", {})  # a guard with a fever stops work (SPEC rule 20)
         form.raise_if_bad()
         previous = self.state.operator
         try:
@@ -152,6 +163,7 @@ class GuardActions:
         operator = {"name": name, "since": row["time"]}
         self.journal.set_meta("shift_operator", json.dumps(operator, ensure_ascii=False))
         self.state.set_operator(operator)
+        self.state.ask_for_relief(None)  # someone is on duty again
         self.state.set_notice("done.signin", operator=name)
         return {"ok": True, "operator": operator}
 
@@ -175,7 +187,10 @@ class GuardActions:
         if reason == "other" and not note and "note" not in form.errors:
             form.errors["note"] = ("err.note_other", {})
         form.raise_if_bad()
-        event = self.control.guard_open(operator, reason, note, _int_or_none(data.get("for_seq")))
+        try:
+            event = self.control.guard_open(operator, reason, note, _int_or_none(data.get("for_seq")))
+        except ValueError as exc:  # OverrideRefused: not the person at the gate, or the wrong kind of person
+            raise ActionError({"form": (getattr(exc, "key", "err.form"), {})}) from None
         if event.get("unlogged"):
             self.state.set_notice("done.override_unlogged")
         else:
@@ -191,19 +206,27 @@ class GuardActions:
         self.state.set_notice("done.remeasure")
         return {"ok": True, "seq": event["seq"]}
 
-    def acknowledge_fever(self, data: dict) -> dict:
+    def fever_case(self, data: dict) -> dict:
+        """The case dialog: the clinical thermometer's reading, and/or the decision that closes it."""
         operator = self.operator()
         form = _Form(data)
-        note = form.text("note", max_len=200)
-        seq = _int_or_none(data.get("seq"))
-        if seq is None or not any(a.get("seq") == seq for a in self.state.alerts):
-            form.errors["form"] = ("err.unknown_alert", {})
+        case_id = str(data.get("case_id") or "")
+        clinical_c = form.temperature("clinical_c") if str(data.get("clinical_c") or "").strip() else None
+        outcome = str(data.get("outcome") or "") or None
+        if outcome is not None and outcome not in OUTCOMES:
+            form.errors["outcome"] = ("err.case_outcome", {})
+        note = form.text("note", max_len=200, required=outcome in ("referred", "refused"))
+        if outcome is None and clinical_c is None and "clinical_c" not in form.errors:
+            form.errors["clinical_c"] = ("err.case_nothing", {})
         form.raise_if_bad()
-        event = self._append({"kind": "fever_ack", "gate": self.gate_id, "operator": operator,
-                              "detail": {"seq": seq, "note": note}})
-        self.state.acknowledge(seq)
-        self.state.set_notice("done.ack")
-        return {"ok": True, "seq": event["seq"]}
+        try:
+            result = self.control.fever_case(operator, case_id, clinical_c=clinical_c, outcome=outcome, note=note)
+        except CaseError as exc:
+            raise ActionError({"form": ("err.form", {}), exc.field: (exc.key, exc.values)}) from None
+        except JournalWriteError as exc:
+            raise ActionError({"form": ("err.journal", {"detail": str(exc)})}, status=503) from exc
+        self.state.set_notice("done.case_" + (outcome or "clinical"), operator=operator)
+        return {"ok": True, **result}
 
     # --- ledgers --------------------------------------------------------------------
 
@@ -229,6 +252,10 @@ class GuardActions:
         form.raise_if_bad()
         row = self._ledger("visitors", entry, operator)
         result = {"ok": True, "visitor": row}
+        case = self._hand_recorded("visitor_form", entry["temperature_c"], operator, entry["name"],
+                                   subject_of(visitor=str(row["event_seq"])), row["event_seq"])
+        if case is not None:
+            result["case_id"] = case.case_id
         if admit:
             event = self.control.admit_visitor(operator, row)
             result["seq"] = event.get("seq")
@@ -244,9 +271,21 @@ class GuardActions:
             form.errors["period"] = ("err.period", {})
         temperature = form.temperature("temperature_c")
         form.raise_if_bad()
-        self._ledger("staff_temperatures", {"person": person, "period": period, "temperature_c": temperature}, operator)
-        self.state.set_notice("done.staff_temp", person=person)
-        return {"ok": True}
+        row = self._ledger("staff_temperatures", {"person": person, "period": period, "temperature_c": temperature},
+                           operator)
+        case = self._hand_recorded("staff_form", temperature, operator, person, subject_of(staff=person),
+                                   row["event_seq"])
+        if case is None:
+            self.state.set_notice("done.staff_temp", person=person)
+            return {"ok": True}
+        # A guard with a fever stops work (SPEC rule 20): signed out, the screen asks for relief.
+        if self.state.operator and self.state.operator["name"] == person:
+            self._ledger("shifts", {"operator_id": person, "action": "sign_out"}, person)
+            self.journal.set_meta("shift_operator", "")
+            self.state.set_operator(None)
+        self.state.ask_for_relief(person, case.case_id)
+        self.state.set_notice("done.staff_fever", person=person)
+        return {"ok": True, "case_id": case.case_id, "relief": True}
 
     def disinfection(self, data: dict) -> dict:
         operator = self.operator()
@@ -258,6 +297,16 @@ class GuardActions:
         return {"ok": True}
 
     # --- plumbing -------------------------------------------------------------------
+
+    def _hand_recorded(self, source: str, body_c: float | None, operator: str, name: str, subject: str,
+                       trigger_seq: int | None):
+        if body_c is None or not is_fever(body_c, self.threshold_c):
+            return None
+        try:
+            return self.control.hand_recorded_fever(source=source, body_c=body_c, operator=operator, name=name,
+                                                    subject=subject, trigger_seq=trigger_seq)
+        except JournalWriteError as exc:
+            raise ActionError({"form": ("err.journal", {"detail": str(exc)})}, status=503) from exc
 
     def _ledger(self, table: str, entry: dict, operator: str) -> dict:
         try:

@@ -192,7 +192,7 @@ def create_app(deps: ScreenDeps) -> FastAPI:
         "visitor": deps.actions.register_visitor,
         "staff-temperature": deps.actions.staff_temperature,
         "disinfection": deps.actions.disinfection,
-        "fever-ack": deps.actions.acknowledge_fever,
+        "fever-case": deps.actions.fever_case,
     }
     actions.update(rule_actions(deps.actions))  # no mask, refused measurement, vehicles (issue 12)
 

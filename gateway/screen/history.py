@@ -1,7 +1,8 @@
 """The guard screen's memory across restarts, read back from the journal.
 
 After a restart the screen shows today's counts, the recent decisions (with
-names from the registry copy) and every fever alert not yet acknowledged.
+names from the registry copy). The open fever cases come back from the
+journal through gateway.fever_flow.FeverFlow.restore.
 """
 
 from __future__ import annotations
@@ -23,16 +24,11 @@ def counts_today(journal: Journal) -> dict[str, int]:
 
 
 def restore_screen(state: ScreenState, journal: Journal, policy: Policy) -> None:
-    """After a restart: recent decisions, unacknowledged fever alerts, today's counts."""
+    """After a restart: recent decisions and today's counts."""
     fields = {"dropoff": policy.courier_dropoff.as_dict()}
-    events = journal.recent(200, kinds=("decision", "override", "fever_ack"))
-    acked = {e["detail"].get("seq") for e in events if e["kind"] == "fever_ack"}
-    day_start = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+    events = journal.recent(200, kinds=("decision", "override"))
     views = []
-    alerts = []
     for event in events:
-        if event["kind"] == "fever_ack":
-            continue
         detail = event.get("detail") or {}
         view = {
             "seq": event["seq"], "time": event["time"], "kind": event["kind"], "decision": event["decision"],
@@ -46,14 +42,10 @@ def restore_screen(state: ScreenState, journal: Journal, policy: Policy) -> None
             "guard_text": {lang: messages.text(detail.get("guard_message", ""), lang, **fields) for lang in messages.LANGUAGES},
             "public_text": {lang: messages.text(detail.get("public_message", ""), lang, **fields) for lang in messages.LANGUAGES},
             "operator": event["operator"], "note": detail.get("note"),
-            "override_reason": detail.get("override_reason"),
+            "override_reason": detail.get("override_reason"), "case_id": detail.get("case_id"),
         }
         views.append(view)
-        recent_enough = datetime.fromisoformat(event["time"]) >= day_start
-        if event["flagged"] and event["seq"] not in acked and recent_enough:
-            alerts.append(view)
     state.set_recent(views)
-    state.set_alerts(list(reversed(alerts)))
     state.set_counts(counts_today(journal))
 
 

@@ -39,9 +39,10 @@ class ScreenState:
     counts: dict[str, int] = field(default_factory=lambda: {"admit": 0, "deny": 0, "flagged": 0})
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # open fever cases (gateway.fever_case views)
     operator: dict[str, Any] | None = None
     notice: dict[str, Any] | None = None  # last guard action result, e.g. "visitor registered"
+    relief: dict[str, Any] | None = None  # a guard with a fever was signed out: ask for relief
     gate_rules: dict[str, Any] = field(default_factory=dict)  # staffing, disinfection, lane (gateway/gate_watch.py)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _subscribers: list[_Subscriber] = field(default_factory=list, repr=False)
@@ -53,10 +54,12 @@ class ScreenState:
     # --- changes (any thread) --------------------------------------------------
 
     def show_measuring(self, prompt: str | None = None) -> None:
+        """The next person is being measured: the previous decision leaves the screen
+        (it belonged to someone else), and the reading box goes neutral."""
         with self._lock:
             if self.phase == "measuring" and self.prompt == prompt:
                 return
-            self.phase, self.prompt = "measuring", prompt
+            self.phase, self.prompt, self.current = "measuring", prompt, None
             self._bump()
 
     def show_idle(self) -> None:
@@ -75,12 +78,7 @@ class ScreenState:
             if view.get("kind", "decision") == "decision" and view.get("seq"):
                 key = view["decision"]
                 self.counts[key] = self.counts.get(key, 0) + 1
-                if view.get("flagged"):
-                    self.counts["flagged"] += 1
-            # An override of a fever is the guard's own act: it raises no new alert.
-            # A vehicle stopped for an occupant's fever alerts the guard like a person's.
-            if view.get("flagged") and view.get("seq") and view.get("kind", "decision") in ("decision", "vehicle"):
-                self.alerts.append(view)
+            # Fevers are counted, and alerted, per case (count_case, set_alerts), not per reading.
             self._bump()
 
     def expire(self, now: float | None = None) -> None:
@@ -90,13 +88,17 @@ class ScreenState:
                 self.phase, self.current = "idle", None
                 self._bump()
 
-    def acknowledge(self, seq: int) -> bool:
+    def count_case(self) -> None:
+        """A fever case was opened: today's fever count is a count of cases."""
         with self._lock:
-            before = len(self.alerts)
-            self.alerts = [a for a in self.alerts if a.get("seq") != seq]
-            if len(self.alerts) != before:
-                self._bump()
-            return len(self.alerts) != before
+            self.counts["flagged"] = self.counts.get("flagged", 0) + 1
+            self._bump()
+
+    def ask_for_relief(self, name: str | None, case_id: str | None = None) -> None:
+        """A guard has a fever: the screen asks for a relief guard until one signs in."""
+        with self._lock:
+            self.relief = {"name": name, "case_id": case_id} if name else None
+            self._bump()
 
     def set_counts(self, counts: dict[str, int]) -> None:
         with self._lock:
@@ -176,6 +178,7 @@ class ScreenState:
                 "alerts": list(self.alerts),
                 "operator": self.operator,
                 "notice": self.notice,
+                "relief": self.relief,
                 "gate_rules": self.gate_rules,
             }
 

@@ -31,10 +31,10 @@ from sqlalchemy import func, literal, select
 from gateway.clock import to_ns
 from sync.protocol import EventRecord
 from sync.server.auth import Gate
+from sync.server.cases import CASE_KINDS, decision_raises_alert, fold_case_events
 from sync.server.db import Database
 from sync.server.schema import alerts, clock_anchors, events, gates, quarantine, streams
 
-ALERT_KINDS = ("decision", "remeasure")
 EVENT_COLUMNS = tuple(c.name for c in events.columns)
 _MANY = TypeAdapter(list[EventRecord])
 
@@ -169,7 +169,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
 
         new_anchors = _store_anchors(conn, db.insert, stream_id, good)
         anchors = _anchors_for(conn, {r.boot_id for _, _, r in good if not r.clock_synced})
-        rows, alert_rows = [], []
+        rows, alert_rows, case_steps = [], [], []
         received = _bind_value(conn, events.c.received_at, now)
         for seq, payload, record in good:
             time_ns, source = _event_time(record, anchors)
@@ -180,7 +180,9 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
                 record.boot_id, record.mono_ns, record.clock_synced, record.decision, record.flagged,
                 record.person_id, record.pass_id, body_c, received, payload,
             ))
-            if record.flagged and record.kind in ALERT_KINDS:
+            if record.kind in CASE_KINDS:
+                case_steps.append((seq, record, time_ns))
+            if decision_raises_alert(record):  # one alert per fever case (sync/server/cases.py)
                 alert_rows.append({
                     "site_id": gate.site_id, "gate_id": gate.id, "gate_name": gate.name,
                     "stream_id": stream_id, "seq": seq, "person_id": record.person_id,
@@ -220,6 +222,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
             alert_rows = [a for a in alert_rows if a["seq"] not in known]
         if alert_rows:
             conn.execute(alerts.insert(), alert_rows)
+        case_alerts = fold_case_events(conn, gate=gate, stream_id=stream_id, steps=case_steps, now=now)
         last = first_seq + len(checked) - 1
         conn.execute(
             streams.update().where(streams.c.stream_id == stream_id)
@@ -228,7 +231,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
         result.acked_through = last
         result.accepted = len(rows)
         result.quarantined = len(bad_rows)
-        result.alerts = len(alert_rows)
+        result.alerts = len(alert_rows) + case_alerts
     return result
 
 

@@ -287,8 +287,8 @@ def acknowledge_alert(db: Database, alert_id: int, by: str) -> dict:
 def _alert_dict(row) -> dict:
     data = dict(row._mapping)
     data["event_time"] = datetime.fromtimestamp(data.pop("event_time_ns") / 1e9, timezone.utc).isoformat()
-    for key in ("received_at", "acknowledged_at"):
-        value = data[key]
+    for key in ("received_at", "acknowledged_at", "closed_at"):
+        value = data.get(key)
         if isinstance(value, datetime):
             if value.tzinfo is None:
                 value = value.replace(tzinfo=timezone.utc)

@@ -2,8 +2,10 @@
 
 Counts come from the events the gates uploaded, placed on the day by their
 best known time (see ingest: synced clock, else corrected from a clock
-anchor). Under the zero-report rule a day without a fever case is still
-reported, explicitly: `"zero_report": true`.
+anchor). Fevers are counted as *cases* (one person, one episode: however
+many re-measures), from the alerts table (sync/server/cases.py), not as
+flagged readings. Under the zero-report rule a day without a fever case is
+still reported, explicitly: `"zero_report": true`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 
 from gateway.clock import to_ns
+from sync.server.cases import cases_for_day
 from sync.server.db import Database
 from sync.server.schema import events, gates
 
@@ -47,12 +50,6 @@ def daily_report(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) ->
             .where(*in_day)
             .group_by(events.c.gate_id, events.c.kind, events.c.decision, events.c.flagged)
         ).all()
-        fevers = conn.execute(
-            select(events.c.gate_id, events.c.event_time_ns, events.c.person_id, events.c.pass_id,
-                   events.c.body_c, events.c.decision)
-            .where(*in_day, events.c.kind == "decision", events.c.flagged.is_(True))
-            .order_by(events.c.event_time_ns)
-        ).all()
         unknown = conn.execute(
             select(func.count()).select_from(events).where(*in_day, events.c.time_source == "unknown")
         ).scalar()
@@ -67,13 +64,14 @@ def daily_report(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) ->
             if decision in ("admit", "deny"):
                 totals[decision] += n
                 row[decision] += n
-            if flagged:
-                totals["fever"] += n
-                row["fever"] += n
         elif kind == "override":
             totals["overrides"] += n
         elif kind == "ledger.visitors":
             totals["visitors"] += n
+    fevers = cases_for_day(db, site_id, day, zone)
+    for case in fevers:
+        totals["fever"] += 1
+        per_gate.setdefault(case["gate"], {"admit": 0, "deny": 0, "fever": 0})["fever"] += 1
     return {
         "site": site_id,
         "date": day.isoformat(),
@@ -82,14 +80,9 @@ def daily_report(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) ->
         "zero_report": totals["fever"] == 0,
         "totals": totals,
         "gates": [{"gate": name, **counts} for name, counts in sorted(per_gate.items())],
-        "fevers": [
-            {
-                "time": datetime.fromtimestamp(t / 1e9, timezone.utc).astimezone(zone).isoformat(timespec="seconds"),
-                "gate": names.get(g, str(g)), "person_id": person, "pass_id": pass_id, "body_c": body,
-                "decision": decision,
-            }
-            for g, t, person, pass_id, body, decision in fevers
-        ],
+        # One entry per fever case: its first reading's time, the highest reading, how many,
+        # the clinical reading, and how the gate closed it (outcome, operator, note).
+        "fevers": [{**case, "decision": case["outcome"] or case["status"]} for case in fevers],
         "events_with_unknown_time": unknown,
     }
 
@@ -107,9 +100,11 @@ def report_csv(report: dict) -> str:
     for g in report["gates"]:
         writer.writerow([g["gate"], g["admit"], g["deny"], g["fever"]])
     writer.writerow([])
-    writer.writerow(["fever_time", "gate", "person_id", "pass_id", "body_c", "decision"])
+    writer.writerow(["fever_time", "gate", "person_id", "pass_id", "body_c", "decision", "readings", "clinical_c",
+                     "gate_operator", "note"])
     for f in report["fevers"]:
-        writer.writerow([f["time"], f["gate"], f["person_id"], f["pass_id"], f["body_c"], f["decision"]])
+        writer.writerow([f["time"], f["gate"], f["person_id"], f["pass_id"], f["body_c"], f["decision"],
+                         f["readings"], f["clinical_c"], f["gate_operator"], f["note"]])
     return out.getvalue()
 
 
@@ -129,9 +124,11 @@ def report_xlsx(report: dict) -> bytes:
     for g in report["gates"]:
         sheet.append([g["gate"], g["admit"], g["deny"], g["fever"]])
     fevers = book.create_sheet("发热 Fevers")
-    fevers.append(["时间 time", "闸机 gate", "人员 person", "通行证 pass", "体温 body_c", "结果 decision"])
+    fevers.append(["时间 time", "闸机 gate", "人员 person", "通行证 pass", "最高体温 body_c", "结果 decision",
+                   "测量次数 readings", "体温计 clinical_c", "处置人 operator", "说明 note"])
     for f in report["fevers"]:
-        fevers.append([f["time"], f["gate"], f["person_id"], f["pass_id"], f["body_c"], f["decision"]])
+        fevers.append([f["time"], f["gate"], f["person_id"], f["pass_id"], f["body_c"], f["decision"],
+                       f["readings"], f["clinical_c"], f["gate_operator"], f["note"]])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

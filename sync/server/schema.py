@@ -148,8 +148,23 @@ alerts = Table(
     Column("received_at", Timestamp, nullable=False),
     Column("acknowledged_at", Timestamp),
     Column("acknowledged_by", String(64)),
+    # One row per fever case (gateway/fever_case.py), added by _v_fever_alert_cases;
+    # a row without a case_id is an alert from a kiosk that predates cases (one per flagged reading).
+    Column("case_id", String(64)),
+    Column("status", String(8)),  # open | closed (NULL: a pre-case alert, open until acknowledged)
+    Column("outcome", String(16)),  # admitted | referred | refused
+    Column("clinical_c", Float),
+    Column("gate_operator", String(64)),
+    Column("note", Text),
+    Column("closed_at", Timestamp),
+    Column("readings", Integer),
+    Column("max_c", Float),
     Index("ix_alerts_open", "site_id", "acknowledged_at"),
 )
+
+# The columns _v_fever_alert_cases adds to an existing alerts table.
+_FEVER_CASE_COLUMNS = ("case_id", "status", "outcome", "clinical_c", "gate_operator", "note", "closed_at",
+                       "readings", "max_c")
 
 registry_changes = Table(
     "registry_changes",
@@ -219,7 +234,24 @@ def _v1(db: Database, conn) -> None:
     conn.execute(text("CREATE INDEX ix_events_unanchored ON events (boot_id) WHERE time_source = 'unknown'"))
 
 
-MIGRATIONS = [_v1]
+def _v_fever_alert_cases(db: Database, conn) -> None:
+    """alerts: one row per fever case, closed from the gate (issue 10).
+
+    A database made by this version's _v1 has the columns already (create_all
+    uses the current table); an older one gets them added.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    have = {c["name"] for c in inspect(conn).get_columns("alerts")}
+    for name in _FEVER_CASE_COLUMNS:
+        if name not in have:
+            ddl = CreateColumn(alerts.c[name]).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE alerts ADD COLUMN {ddl}"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_alerts_case ON alerts (site_id, case_id)"))
+
+
+MIGRATIONS = [_v1, _v_fever_alert_cases]
 
 
 def migrate(db: Database) -> int:

@@ -263,11 +263,24 @@ def test_interrupted_decision_is_logged_after_a_crash(tmp_path, clock):
 def test_counts_for_day(journal, clock):
     journal.append(decision())
     journal.append(decision(decision="deny", flagged=True, reasons=["fever"]))
+    journal.append({"kind": "fever_case.opened", "flagged": True, "detail": {"case_id": "c1"}})
+    journal.append(decision(decision="deny", flagged=True, reasons=["fever", "fever_case_open"]))  # re-measured
+    journal.append({"kind": "fever_case.reading", "flagged": True, "detail": {"case_id": "c1"}})
     journal.append(decision(decision="deny", reasons=["expired"]))
     clock.advance(86400)
     journal.append(decision())
     day = T0.replace(hour=0)
-    assert journal.counts_for_day(day, day + timedelta(days=1)) == {"admit": 1, "deny": 2, "flagged": 1}
+    # Fevers are counted as cases (people), not flagged readings.
+    assert journal.counts_for_day(day, day + timedelta(days=1)) == {"admit": 1, "deny": 3, "flagged": 1}
+
+
+def test_the_fever_count_is_a_number_not_a_flag(journal):
+    """The sum of flags was decoded as a boolean: the screen's count fell back to 1 every 30 s."""
+    for n in range(3):
+        journal.append(decision(decision="deny", flagged=True, reasons=["fever"], person_id=f"p-{n}"))
+        journal.append({"kind": "fever_case.opened", "flagged": True, "detail": {"case_id": f"c{n}"}})
+    day = T0.replace(hour=0)
+    assert journal.counts_for_day(day, day + timedelta(days=1))["flagged"] == 3
 
 
 def test_every_journal_column_but_local_upload_state_goes_on_the_wire(journal):

@@ -110,7 +110,7 @@ def test_unwritable_journal_fails_closed_but_the_guard_can_still_open(kiosk, iss
     wait_for(lambda: kiosk.state.health["disk"]["status"] == "ok")
 
 
-def test_remeasure_clears_a_fever_flag_with_a_normal_second_reading(kiosk, issue):
+def test_a_normal_remeasure_is_logged_but_never_clears_a_fever_by_itself(kiosk, issue):
     kiosk.hardware.thermometer.set(37.2, 22.0)
     kiosk.hardware.camera.show(issue("r-6"))
     (first,) = wait_for(lambda: decisions(kiosk))
@@ -123,9 +123,13 @@ def test_remeasure_clears_a_fever_flag_with_a_normal_second_reading(kiosk, issue
     assert kiosk.state.prompt == "prompt.remeasure"
     kiosk.hardware.thermometer.set(36.5, 22.0)  # ...and is measured again
     second = wait_for(lambda: decisions(kiosk)[1:])[0]
-    assert second["decision"] == "admit" and not second["flagged"]
+    # The infrared re-measure was normal, but the fever case holds the gate until the guard decides.
+    assert second["decision"] == "deny" and not second["flagged"]
+    assert second["reasons"] == ["fever_case_open"]
     assert second["detail"]["remeasure_of"] == first["seq"]
     assert second["detail"]["remeasure"]["outcome"] == "cleared"
+    assert second["detail"]["case_id"] == first["detail"]["case_id"]
+    assert rising_edges(kiosk.relay_pin) == 0
     (request,) = kiosk.journal.events(kind="remeasure")
     assert request["operator"] == "赵保安" and request["detail"]["for_seq"] == first["seq"]
 

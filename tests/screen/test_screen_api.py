@@ -204,19 +204,49 @@ def test_staff_temperature_and_disinfection_are_recorded(kiosk_app, guard):
     assert dis["note"] == "酒精擦拭测温窗口" and dis["operator"] == "王保安"
 
 
-def test_fever_alert_needs_a_note_to_acknowledge(kiosk_app, guard):
-    kiosk_app.state.show_decision({"seq": 41, "time": "t", "kind": "decision", "decision": "deny", "flagged": True,
-                                   "reasons": ["fever"]})
-    assert guard.get("/api/state").json()["alerts"][0]["seq"] == 41
-    assert post(guard, "fever-ack", {"seq": 41}).json()["errors"]["note"]["key"] == "err.required"
-    assert post(guard, "fever-ack", {"seq": 99, "note": "x"}).json()["errors"]["form"]["key"] == "err.unknown_alert"
-    assert post(guard, "fever-ack", {"seq": 41, "note": "复测 37.9，已送发热门诊"}).json()["ok"]
-    (ack,) = kiosk_app.journal.events(kind="fever_ack")
-    assert ack["operator"] == "王保安" and ack["detail"] == {"seq": 41, "note": "复测 37.9，已送发热门诊"}
+def open_case(app, person="r-41", body_c=37.8):
+    """A fever case as the loop opens it (the decision, then the case event)."""
+    from gateway.fever_case import subject_of
+
+    flow = app.checkpoint.fever
+    subject = subject_of(person_id=person)
+    case_id, new = flow.book.plan_reading(subject, body_c, True)
+    event = app.journal.append({"kind": "decision", "decision": "deny", "flagged": True, "reasons": ["fever"],
+                                "person_id": person, "body_c": body_c, "detail": {"case_id": case_id}})
+    fields = flow.book.reading_event(case_id, new, subject=subject, source="infrared", trigger_seq=event["seq"],
+                                     body_c=body_c, flagged=True, person_id=person)
+    flow._append(fields)
+    return case_id
+
+
+def test_the_case_dialog_records_the_clinical_reading_and_the_decision(kiosk_app, guard):
+    case_id = open_case(kiosk_app)
+    (alert,) = guard.get("/api/state").json()["alerts"]
+    assert alert["case_id"] == case_id and alert["alarm"] and alert["max_c"] == 37.8
+    assert post(guard, "fever-case", {"case_id": case_id}).json()["errors"]["clinical_c"]["key"] == "err.case_nothing"
+    assert post(guard, "fever-case", {"case_id": "nope", "clinical_c": "36.5"}).json()["errors"]["form"]["key"] == \
+        "err.unknown_case"
+    # Admission needs a normal clinical reading; referral needs a note.
+    errors = post(guard, "fever-case", {"case_id": case_id, "outcome": "admitted"}).json()["errors"]
+    assert errors["clinical_c"]["key"] == "err.case_needs_clinical"
+    errors = post(guard, "fever-case", {"case_id": case_id, "outcome": "referred"}).json()["errors"]
+    assert errors["note"]["key"] == "err.required"
+    assert post(guard, "fever-case", {"case_id": case_id, "clinical_c": "37.9"}).json()["ok"]
+    (alert,) = guard.get("/api/state").json()["alerts"]
+    assert alert["clinical_c"] == 37.9 and not alert["alarm"]  # the clinical reading silences the alarm
+    errors = post(guard, "fever-case", {"case_id": case_id, "outcome": "admitted"}).json()["errors"]
+    assert errors["clinical_c"]["key"] == "err.case_clinical_fever"
+    assert post(guard, "fever-case", {"case_id": case_id, "outcome": "referred",
+                                      "note": "已引导至发热门诊"}).json()["ok"]
     assert guard.get("/api/state").json()["alerts"] == []
+    (clinical,) = kiosk_app.journal.events(kind="fever_case.clinical")
+    (closed,) = kiosk_app.journal.events(kind="fever_case.closed")
+    assert clinical["operator"] == closed["operator"] == "王保安"
+    assert closed["detail"]["outcome"] == "referred" and closed["detail"]["clinical_c"] == 37.9
+    assert closed["detail"]["note"] == "已引导至发热门诊" and closed["detail"]["case_id"] == case_id
 
 
-def test_unacknowledged_fever_alerts_survive_a_restart(screen_settings, issue):
+def test_open_fever_cases_survive_a_restart(screen_settings, issue):
     from gateway.loop import build_app
 
     app = build_app(screen_settings)
@@ -234,17 +264,18 @@ def test_unacknowledged_fever_alerts_survive_a_restart(screen_settings, issue):
     restarted = build_app(screen_settings)
     try:
         (alert,) = restarted.state.snapshot()["alerts"]
-        assert alert["person_id"] == "r-9" and alert["flagged"]
+        assert alert["person_id"] == "r-9" and alert["max_c"] == pytest.approx(37.8, abs=0.02) and alert["alarm"]
         assert restarted.state.snapshot()["counts"]["flagged"] == 1
     finally:
         restarted.stop()
 
 
-def test_overriding_a_fever_raises_no_second_alert(kiosk_app):
+def test_a_flagged_decision_on_screen_is_no_alert_of_its_own(kiosk_app):
+    """Alerts and the fever count come from the cases, so an override or a re-measure adds neither."""
     state = kiosk_app.state
     state.show_decision({"seq": 7, "time": "t", "kind": "decision", "decision": "deny", "flagged": True,
                          "reasons": ["fever"]})
     state.show_decision({"seq": 8, "time": "t", "kind": "override", "decision": "admit", "flagged": True,
                          "reasons": ["fever", "guard_override"], "operator": "王保安"})
-    assert [a["seq"] for a in state.snapshot()["alerts"]] == [7]
-    assert state.snapshot()["counts"] == {"admit": 0, "deny": 1, "flagged": 1}
+    assert state.snapshot()["alerts"] == []
+    assert state.snapshot()["counts"] == {"admit": 0, "deny": 1, "flagged": 0}

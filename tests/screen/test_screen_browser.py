@@ -88,7 +88,7 @@ def test_a_scan_shows_its_decision_within_a_second(screen, issue):
     shot(page, "guard-admit.png")
 
 
-def test_fever_alert_appears_and_is_acknowledged_with_a_note(screen, issue):
+def test_fever_case_is_handled_in_one_dialog_with_the_clinical_reading(screen, issue):
     app, page, _ = screen
     sign_in(page)
     scan(app, issue, "r-201", 37.2)
@@ -98,18 +98,47 @@ def test_fever_alert_appears_and_is_acknowledged_with_a_note(screen, issue):
     shot(page, "guard-fever.png")
 
     page.click("#fever-ack-btn")
-    page.click("#ack-modal button[type=submit]")
-    page.wait_for_selector("#ack-modal [data-for=note]:text('必填')")
-    page.fill("#ack-modal input[name=note]", "手持体温计复测 37.9")
-    assert page.inner_text("#ack-modal [data-for=note]") == ""  # typing clears the error
-    page.click("#ack-modal [data-quick='已引导至发热门诊']")  # one tap adds a common phrase
-    assert page.input_value("#ack-modal input[name=note]") == "手持体温计复测 37.9；已引导至发热门诊"
-    shot(page, "guard-fever-ack.png")
-    page.click("#ack-modal button[type=submit]")
+    assert "r-201" in page.inner_text("#case-who") and "37.7" in page.inner_text("#case-who")  # whom it is for
+    page.check("#case-modal input[value=admitted]")
+    page.click("#case-modal button[type=submit]")
+    page.wait_for_selector("#case-modal [data-for=clinical_c]:text('放行前须先用体温计复测并填写读数')")
+    page.fill("#case-modal input[name=clinical_c]", "37.9")
+    assert page.inner_text("#case-modal [data-for=clinical_c]") == ""  # typing clears the error
+    page.check("#case-modal input[value=referred]")
+    page.click("#case-modal [data-quick='已引导至发热门诊']")  # one tap adds a common phrase
+    assert page.input_value("#case-modal input[name=note]") == "已引导至发热门诊"
+    shot(page, "guard-fever-case.png")
+    page.click("#case-modal button[type=submit]")
     page.wait_for_selector("#fever-banner", state="hidden")
     assert page.get_attribute("body", "data-alarm") == "off"
-    (ack,) = app.journal.events(kind="fever_ack")
-    assert ack["operator"] == "王保安" and "发热门诊" in ack["detail"]["note"]
+    (closed,) = app.journal.events(kind="fever_case.closed")
+    assert closed["operator"] == "王保安" and closed["detail"]["outcome"] == "referred"
+    assert closed["detail"]["clinical_c"] == 37.9 and "发热门诊" in closed["detail"]["note"]
+    assert page.inner_text("#count-flagged") == "1"
+
+
+def test_override_dialog_shows_whom_it_is_for_and_a_manual_open_is_not_a_red_fever(screen, issue):
+    app, page, _ = screen
+    sign_in(page, "李队长")
+    scan(app, issue, "r-301", 37.3)
+    page.wait_for_selector("#decision.fever", timeout=2000)
+    page.click("nav.actions .open")
+    assert "r-301" in page.inner_text("#override-for")
+    page.check("#override-modal input[value=emergency]")
+    page.click("#override-modal button[type=submit]")
+    page.wait_for_selector("#override-modal", state="hidden")
+    page.wait_for_selector("#decision.admit")
+    assert page.inner_text("#decision-word") == "已手动开闸"
+    assert not page.is_visible("#decision.fever")
+
+
+def test_visitor_form_does_not_prefill_the_previous_persons_temperature(screen, issue):
+    app, page, _ = screen
+    sign_in(page)
+    scan(app, issue, "r-401", 36.3)
+    page.wait_for_selector("#decision.admit", timeout=2000)
+    page.click("button[data-modal=visitor-modal]")
+    assert page.input_value("#visitor-modal input[name=temperature_c]") == ""
 
 
 def test_public_side_says_only_please_see_the_staff(browser, screen, issue):

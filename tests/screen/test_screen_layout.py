@@ -97,11 +97,13 @@ def test_guard_page_fits_without_scrolling(browser, served, issue, size, lang):
         assert boxes_outside(page, MUST_SEE) == {}
         sign_in(page)
 
-        # The worst case on screen: a fever alert banner above everything.
+        # The worst case on screen: a fever case banner and a call for a relief guard above everything.
         scan(app, issue, "r-777", 37.4)
         page.wait_for_selector("#fever-banner:not([hidden])", timeout=3000)
+        app.state.ask_for_relief("钱保安")
+        page.wait_for_selector("#relief-bar:not([hidden])")
         assert_no_vertical_scroll(page)
-        assert boxes_outside(page, MUST_SEE + ["#fever-banner button"]) == {}
+        assert boxes_outside(page, MUST_SEE + ["#fever-banner button", "#relief-bar"]) == {}
         # Every action button (or the "more" button that holds the rest) is on screen.
         visible = page.eval_on_selector_all("nav.actions button",
                                             "bs => bs.filter(b => b.offsetParent !== null).map(b => b.id || b.dataset.modal)")
@@ -198,5 +200,23 @@ def test_queue_screen_fits_its_longest_message(browser, served, size, lang):
             return e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight); }""")
         if lang == "zh":
             assert lines < 1.5, "请到工作人员处 fits on one line"
+    finally:
+        page.close()
+
+
+def test_more_holds_the_buttons_that_do_not_fit_a_small_panel(browser, served):
+    _, url = served
+    page = browser.new_page(viewport={"width": 800, "height": 480})
+    try:
+        page.goto(url + "/", wait_until="domcontentloaded")
+        page.wait_for_selector("#live:not(.down)")
+        sign_in(page)
+        assert not page.is_visible("nav.actions [data-modal=staff-modal]")
+        page.click("nav.actions .more")
+        page.wait_for_selector("#more-modal[open]")
+        page.click("#more-modal [data-modal=staff-modal]")
+        page.wait_for_selector("#staff-modal[open]")
+        assert page.evaluate("!document.getElementById('more-modal').open")
+        assert page.input_value("#staff-modal input[name=person]") == "王保安"
     finally:
         page.close()

@@ -6,8 +6,21 @@ let lastNoticeAt = null;
 const HEALTH_ORDER = ["thermometer", "camera", "disk", "clock", "registry", "sync"];
 
 function decisionWord(cur) {
-  if (cur.flagged) return t("fever");
+  if (cur.kind === "override") return t("opened");  // the gate is open: never a red FEVER over it
+  if (cur.flagged || cur.held) return t("fever");  // a person with an open case stays flagged
   return cur.decision === "admit" ? t("admit") : t("deny");
+}
+
+// Whom a decision is about, in one line: name and unit, else the pass or person id.
+function whoText(d) {
+  if (!d) return "";
+  const bits = [];
+  if (d.person && d.person.name) bits.push(d.person.name);
+  if (d.person && d.person.unit) bits.push(d.person.unit);
+  if (!bits.length && (d.person_id || d.pass_id)) bits.push(d.person_id || d.pass_id);
+  if (!bits.length) bits.push(t("person.unknown"));
+  if (d.pass_kind) bits.push(t("kind." + d.pass_kind));
+  return bits.join(" · ");
 }
 
 function renderDecision(s) {
@@ -17,7 +30,7 @@ function renderDecision(s) {
     cls = "measuring"; word = t("measuring"); reason = s.prompt ? t(s.prompt) : "";
   } else if (s.phase === "decided" && s.current) {
     const cur = s.current;
-    cls = cur.flagged ? "fever" : cur.decision;
+    cls = cur.kind === "override" ? "admit" : (cur.flagged || cur.held) ? "fever" : cur.decision;
     word = decisionWord(cur);
     // What to do (from the decision core), then the reasons in words.
     const what = cur.guard_text ? (cur.guard_text[window.LANG] || cur.guard_text.zh) : "";
@@ -46,14 +59,25 @@ function renderDecision(s) {
   setText("decision-person", person);
 }
 
+// The decision on screen belongs to one person: the one shown, or the last one while it is
+// recent and nobody new is being measured. The kiosk checks the same (gateway/override_target.py).
+function personAtTheGate() {
+  if (state.phase === "measuring") return null;
+  const d = (state.phase === "decided" && state.current) || state.recent[0];
+  if (!d || d.kind !== "decision" || !d.seq) return null;
+  const age = (Date.now() - new Date(d.time).getTime()) / 1000;
+  return age >= 0 && age <= (state.gate.override_window_s || 60) ? d : null;
+}
+
 function fmt(v) { return v === null || v === undefined ? "—" : Number(v).toFixed(1); }
 
 function renderReading(s) {
   const cur = s.current;
+  // No decision on screen (waiting, or the next person being measured): neutral, never the last person's red.
   if (!cur || !cur.reading) {
-    if (s.phase !== "measuring") for (const id of ["reading-body", "reading-skin", "reading-offset", "reading-room"]) setText(id, "—");
+    for (const id of ["reading-body", "reading-skin", "reading-offset", "reading-room"]) setText(id, "—");
     setText("reading-threshold", fmt(s.gate.threshold_c) + " ℃");
-    el("reading-body").classList.remove("hot");
+    el("reading-body").parentElement.classList.remove("hot");
     return;
   }
   const r = cur.reading;
@@ -109,16 +133,22 @@ function renderRecent(s) {
   }
 }
 
+// The open fever cases: a banner while any is open; the alarm sounds until the clinical reading is in.
+function caseWho(a) {
+  const who = (a.person && a.person.name) || a.person_id || a.pass_id || t("person.unknown");
+  return a.source && a.source !== "infrared" ? who + "（" + t("case.source." + a.source) + "）" : who;
+}
 function renderAlerts(s) {
   const banner = el("fever-banner");
   banner.hidden = s.alerts.length === 0;
   if (s.alerts.length) {
     const a = s.alerts[0];
-    const who = (a.person && a.person.name) || a.person_id || t("person.unknown");
-    const temp = a.reading && a.reading.body_c != null ? fmt(a.reading.body_c) + " ℃" : "";
-    setText("fever-detail", clockText(a.time) + " · " + who + " · " + temp + (s.alerts.length > 1 ? "  (+" + (s.alerts.length - 1) + ")" : ""));
+    const temp = a.max_c != null ? fmt(a.max_c) + " ℃" : "";
+    setText("fever-detail", clockText(a.time) + " · " + caseWho(a) + " · " + temp + (s.alerts.length > 1 ? "  (+" + (s.alerts.length - 1) + ")" : ""));
   }
-  alarm(s.alerts.length > 0);
+  alarm(s.alerts.some((a) => a.alarm));
+  el("relief-bar").hidden = !s.relief;
+  if (s.relief) setText("relief-text", t("relief", { name: s.relief.name }));
 }
 
 function renderStatic(s) {
@@ -243,11 +273,19 @@ function openModal(id) {
     el("signin-modal").querySelector('[data-for="form"]').textContent = t("shift.need");
     return;
   }
-  const seq = state.current && state.current.seq ? state.current.seq : (state.recent[0] && state.recent[0].seq) || "";
-  if (id === "override-modal") form.elements.for_seq.value = seq;
-  if (id === "ack-modal") form.elements.seq.value = state.alerts.length ? state.alerts[0].seq : "";
-  if (id === "visitor-modal" && state.current && state.current.reading && state.current.reading.body_c != null && !form.elements.temperature_c.value)
-    form.elements.temperature_c.value = Number(state.current.reading.body_c).toFixed(1);
+  const cur = personAtTheGate();
+  if (id === "override-modal") {
+    form.elements.for_seq.value = cur ? cur.seq : "";
+    const line = el("override-for");
+    line.textContent = cur ? t("override.for", { who: whoText(cur) + " · " + clockText(cur.time) + " · " + decisionWord(cur) }) : t("override.for_none");
+    line.classList.toggle("none", !cur);
+  }
+  if (id === "case-modal") {
+    const a = state.alerts[0];
+    form.elements.case_id.value = a ? a.case_id : "";
+    setText("case-who", a ? t("case.who", { who: caseWho(a), time: clockText(a.time), n: a.readings, max: fmt(a.max_c) })
+      + (a.clinical_c != null ? " · " + t("case.clinical_done", { c: fmt(a.clinical_c) }) : "") : "");
+  }
   if (id === "vehicle-modal")  // hidden fields survive form.reset(): a new vehicle starts typed-in
     for (let i = 0; i < 5; i++) form.elements["occupant_" + i + "_source"].value = "";
   if (id === "vehicle-modal" && state.gate_rules && state.gate_rules.vehicle_waiting && !form.elements.plate.value)
@@ -264,11 +302,12 @@ document.querySelectorAll("[data-modal]").forEach((b) => b.addEventListener("cli
 document.querySelectorAll("[data-same]").forEach((b) => b.addEventListener("click", () => { closeParentDialog(b); el(b.dataset.same).click(); }));
 document.querySelectorAll("[data-close]").forEach((b) => b.addEventListener("click", () => b.closest("dialog").close()));
 el("signin-btn").addEventListener("click", () => openModal("signin-modal"));
-el("fever-ack-btn").addEventListener("click", () => openModal("ack-modal"));
+el("fever-ack-btn").addEventListener("click", () => openModal("case-modal"));
 el("signout-btn").addEventListener("click", () => post("signout", {}));
 el("remeasure-btn").addEventListener("click", async () => {
   if (!state.operator) { openModal("signin-modal"); return; }
-  const seq = state.current && state.current.seq ? state.current.seq : (state.recent[0] && state.recent[0].seq);
+  // The person on screen, else the person of the open fever case, else the last decision.
+  const seq = (state.current && state.current.seq) || (state.alerts[0] && state.alerts[0].for_seq) || (state.recent[0] && state.recent[0].seq);
   const body = await post("remeasure", { for_seq: seq });
   if (!body.ok) showNotice(Object.values(body.errors || {}).map((e) => t(e.key, e.values)).join("；"), true);
 });

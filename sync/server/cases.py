@@ -1,0 +1,145 @@
+"""Fever cases on the registry: one alert row per case, closed from the gate.
+
+A gate journals each step of a fever case as an event (gateway/fever_case.py):
+``fever_case.opened``, ``.reading``, ``.clinical`` and ``.closed``, each with
+``detail.case_id``. Ingest folds them into the `alerts` table, in the same
+transaction as the events themselves (`fold_case_events`):
+
+- opened: the case's alert row (status ``open``, one reading, its maximum);
+- reading: the running count and maximum the gate sends (absolute values, so
+  a re-sent event changes nothing);
+- clinical: the clinical thermometer's reading;
+- closed: status ``closed``, the outcome, the gate's operator and note, and
+  the alert is acknowledged (by that operator) unless staff already did.
+
+Every step is idempotent, so re-sends after a lost reply or a server restored
+from an older backup leave one row per case with the same values. A step
+whose case has no row yet (its opening event was quarantined or purged)
+creates the row from what it carries.
+
+A flagged decision that belongs to a case (``detail.case_id``) raises no alert
+of its own; a flagged decision without one (a kiosk older than cases) still
+does, one per reading, as before.
+
+`cases_for_day` lists a site's cases for the daily report and the staff board.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import func, select
+
+from gateway.clock import to_ns
+from sync.server.db import Database
+from sync.server.schema import alerts, gates
+
+CASE_KINDS = ("fever_case.opened", "fever_case.reading", "fever_case.clinical", "fever_case.closed")
+OUTCOMES = ("admitted", "referred", "refused")
+
+
+def case_id_of(record) -> str | None:
+    value = (record.detail or {}).get("case_id")
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _text(value, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def fold_case_events(conn, *, gate, stream_id: str, steps: list[tuple[int, Any, int]], now: datetime) -> int:
+    """Fold this batch's case events into `alerts`; `steps` are (seq, EventRecord, event_time_ns)
+    in seq order. Returns the number of alert rows created."""
+    created = 0
+    for seq, record, time_ns in steps:
+        case_id = case_id_of(record)
+        if case_id is None:
+            continue
+        detail = record.detail
+        row = conn.execute(
+            select(alerts.c.id, alerts.c.readings, alerts.c.max_c, alerts.c.status)
+            .where(alerts.c.site_id == gate.site_id, alerts.c.case_id == case_id)
+        ).first()
+        if row is None:
+            created += 1
+            body_c = _number(detail.get("max_c")) or _number(detail.get("body_c")) or _number(record.body_c)
+            conn.execute(alerts.insert().values(
+                site_id=gate.site_id, gate_id=gate.id, gate_name=gate.name, stream_id=stream_id, seq=seq,
+                person_id=record.person_id, pass_id=record.pass_id, body_c=body_c, event_time_ns=time_ns,
+                received_at=now, case_id=case_id, status="open", readings=1 if body_c is not None else 0,
+                max_c=body_c,
+            ))
+            row = conn.execute(
+                select(alerts.c.id, alerts.c.readings, alerts.c.max_c, alerts.c.status)
+                .where(alerts.c.site_id == gate.site_id, alerts.c.case_id == case_id)
+            ).one()
+        changes: dict[str, Any] = {}
+        readings, max_c = _number(detail.get("readings")), _number(detail.get("max_c"))
+        if readings is not None and readings > (row.readings or 0):
+            changes["readings"] = int(readings)
+        if max_c is not None and (row.max_c is None or max_c > row.max_c):
+            changes["max_c"] = max_c
+        if record.kind == "fever_case.clinical" and _number(detail.get("clinical_c")) is not None:
+            changes["clinical_c"] = _number(detail["clinical_c"])
+        if record.kind == "fever_case.closed":
+            outcome = detail.get("outcome") if detail.get("outcome") in OUTCOMES else None
+            changes.update(status="closed", outcome=outcome, gate_operator=_text(record.operator, 64),
+                           note=_text(detail.get("note"), 1000),
+                           closed_at=datetime.fromtimestamp(time_ns / 1e9, timezone.utc))
+            if _number(detail.get("clinical_c")) is not None:
+                changes["clinical_c"] = _number(detail["clinical_c"])
+            # Closed at the gate: the alert is handled. Staff who acknowledged first keep their name.
+            conn.execute(alerts.update().where(alerts.c.id == row.id, alerts.c.acknowledged_at.is_(None))
+                         .values(acknowledged_at=now, acknowledged_by=_text(record.operator, 64) or "gate"))
+        if changes:
+            conn.execute(alerts.update().where(alerts.c.id == row.id).values(**changes))
+    return created
+
+
+def decision_raises_alert(record) -> bool:
+    """A flagged decision raises an alert of its own only when no case carries it."""
+    return record.flagged and record.kind in ("decision", "remeasure") and case_id_of(record) is None
+
+
+def cases_for_day(db: Database, site_id: str, day: date, zone) -> list[dict]:
+    """The site's fever cases (and pre-case alerts) whose first reading falls on `day`
+    in `zone`, oldest first: one entry per person and episode."""
+    start = datetime.combine(day, time(0), zone)
+    lo = to_ns(start.astimezone(timezone.utc))
+    hi = to_ns((start + timedelta(days=1)).astimezone(timezone.utc))
+    with db.read() as conn:
+        rows = conn.execute(
+            select(alerts, func.coalesce(gates.c.name, alerts.c.gate_name).label("gate"))
+            .select_from(alerts.outerjoin(gates, gates.c.id == alerts.c.gate_id))
+            .where(alerts.c.site_id == site_id, alerts.c.event_time_ns >= lo, alerts.c.event_time_ns < hi)
+            .order_by(alerts.c.event_time_ns, alerts.c.id)
+        ).all()
+    return [case_dict(r, zone) for r in rows]
+
+
+def case_dict(row, zone=timezone.utc) -> dict:
+    data = row._mapping
+
+    def when(value):
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+            return value.astimezone(zone).isoformat(timespec="seconds")
+        return datetime.fromtimestamp(value / 1e9, timezone.utc).astimezone(zone).isoformat(timespec="seconds")
+
+    closed = data["status"] == "closed" or (data["status"] is None and data["acknowledged_at"] is not None)
+    return {
+        "alert_id": data["id"], "case_id": data["case_id"], "time": when(data["event_time_ns"]),
+        "gate": data.get("gate") or data["gate_name"], "person_id": data["person_id"], "pass_id": data["pass_id"],
+        "body_c": data["max_c"] if data["max_c"] is not None else data["body_c"],
+        "readings": data["readings"] if data["readings"] is not None else 1,
+        "clinical_c": data["clinical_c"], "status": "closed" if closed else "open", "outcome": data["outcome"],
+        "gate_operator": data["gate_operator"], "note": data["note"], "closed_at": when(data["closed_at"]),
+        "acknowledged_at": when(data["acknowledged_at"]), "acknowledged_by": data["acknowledged_by"],
+    }

@@ -1,0 +1,173 @@
+"""Fever cases on the registry: one alert per case, closed from the gate (SQLite and PostgreSQL).
+
+The kiosk side is the real journal and the real FeverFlow (gateway/fever_flow.py)
+writing the same events the loop writes; the sync client uploads them to a real
+server on loopback.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from gateway.clock import to_ns
+from gateway.config import load_config
+from gateway.decision import Decision
+from gateway.fever_case import subject_of
+from gateway.fever_flow import FeverFlow
+from gateway.journal import Journal
+from gateway.screen.state import ScreenState
+from gateway.thermometry import Reading
+from sync.client import SyncClient
+from sync.server import auth, registry
+from sync.server.cases import cases_for_day
+from sync.server.ingest import ingest
+from sync.server.reports import daily_report, report_csv
+from sync.server.schema import alerts, events, streams
+from tests.sync.sync_harness import decision, write_kiosk_config
+
+
+@pytest.fixture
+def gate_side(server, tmp_path):
+    """A kiosk's journal and fever flow, enrolled with the server; yields (flow, client)."""
+    _, token = auth.add_gate(server.db, "site-1", "east-1")
+    settings = load_config(write_kiosk_config(tmp_path / "kiosk", server.url, token))
+    journal = Journal.open(settings.journal.path)
+    state = ScreenState(gate={"id": "east-1"}, rules=[], policy={})
+    flow = FeverFlow(journal, state, "east-1", 37.3)
+    client = SyncClient(journal, settings)
+    yield flow, client
+    client.close()
+    journal.close()
+
+
+def infrared(flow, person: str, body_c: float) -> str:
+    """One infrared decision about `person`, committed the way the loop does; returns its case id."""
+    reading = Reading(status="ok", object_c=body_c - 0.5, ambient_c=22.0, offset_c=0.5, body_c=body_c)
+    verdict = Decision(decision="deny", flagged=body_c >= 37.3, reasons=["fever"] if body_c >= 37.3 else ["ok"],
+                       guard_message="guard.fever", public_message="public.see_staff", direction="in",
+                       person_id=person, pass_id=f"ps-{person}", reading=reading, threshold_c=37.3)
+    subject = subject_of(person_id=person)
+    verdict, case_id, new = flow.screen_decision(verdict, subject, hard=True)
+    record = verdict.to_record()
+    record["detail"]["case_id"] = case_id
+    event = flow.journal.append({**record, "kind": "decision", "gate": "east-1"})
+    if case_id:
+        flow.record_reading(event, verdict, subject, case_id, new)
+    return case_id
+
+
+def site_alerts(db) -> list:
+    with db.read() as conn:
+        return conn.execute(select(alerts).where(alerts.c.site_id == "site-1").order_by(alerts.c.id)).all()
+
+
+def test_a_case_closed_at_the_gate_closes_the_alert_on_the_server(server, gate_side):
+    flow, client = gate_side
+    case_id = infrared(flow, "p-7", 37.8)
+    for body_c in (37.5, 36.8, 37.4, 36.9):  # re-measures: never a second alert
+        assert infrared(flow, "p-7", body_c) == case_id
+    client.sync_once()
+    (row,) = site_alerts(server.db)
+    assert (row.case_id, row.status, row.readings, row.max_c, row.person_id) == (case_id, "open", 5, 37.8, "p-7")
+    assert [a["case_id"] for a in registry.open_alerts(server.db, "site-1")] == [case_id]
+
+    flow.clinical_and_decision(case_id, "王保安", clinical_c=38.0, outcome=None, note="")
+    flow.clinical_and_decision(case_id, "王保安", clinical_c=None, outcome="referred", note="已送发热门诊")
+    client.sync_once()
+    (row,) = site_alerts(server.db)
+    assert (row.status, row.outcome, row.clinical_c, row.gate_operator, row.note) == (
+        "closed", "referred", 38.0, "王保安", "已送发热门诊")
+    assert row.closed_at is not None and row.acknowledged_by == "王保安"
+    assert registry.open_alerts(server.db, "site-1") == []  # the staff board has nothing left to do
+
+
+def test_re_sends_after_a_restore_keep_one_row_per_case(server, gate_side):
+    flow, client = gate_side
+    first = infrared(flow, "p-1", 37.9)
+    infrared(flow, "p-1", 37.6)
+    second = infrared(flow, "p-2", 37.5)
+    flow.clinical_and_decision(first, "王保安", clinical_c=36.7, outcome="admitted", note="")
+    client.sync_once()
+    before = [tuple(r) for r in site_alerts(server.db)]
+    # The server is restored from a backup taken after the first event: everything comes again.
+    with server.db.write() as conn:
+        conn.execute(delete(events).where(events.c.seq > 1))
+        conn.execute(update(streams).values(acked_through=1))
+    assert client.sync_once()["pending"] == 0
+    after = [tuple(r) for r in site_alerts(server.db)]
+    assert after == before
+    assert [(r.case_id, r.status, r.outcome, r.readings) for r in site_alerts(server.db)] == [
+        (first, "closed", "admitted", 2), (second, "open", None, 1)]
+
+
+def test_a_step_without_its_opening_event_still_makes_the_row(server):
+    gate, _ = auth.add_gate(server.db, "site-1", "east-2")
+    now = datetime(2026, 2, 1, 9, tzinfo=timezone.utc)
+    closed = {**decision(1), "seq": 1, "kind": "fever_case.closed", "decision": None, "reasons": [], "flagged": True,
+              "operator": "李保安", "person_id": "p-9", "body_c": 37.7, "time": now.isoformat(), "boot_id": "b",
+              "mono_ns": 1, "wall_time": to_ns(now), "clock_synced": True,
+              "detail": {"case_id": "c-9", "outcome": "refused", "note": "拒绝复测", "readings": 3, "max_c": 37.7}}
+    ingest(server.db, gate, "s-x", 1, [closed], now=now)
+    (row,) = site_alerts(server.db)
+    assert (row.case_id, row.status, row.outcome, row.readings, row.max_c, row.acknowledged_by) == (
+        "c-9", "closed", "refused", 3, 37.7, "李保安")
+
+
+def test_the_daily_report_counts_cases_not_readings(server, gate_side):
+    flow, client = gate_side
+    one = infrared(flow, "p-1", 37.6)
+    for _ in range(11):  # one person, twelve flagged readings
+        infrared(flow, "p-1", 37.7)
+    infrared(flow, "p-2", 37.4)
+    infrared(flow, "p-3", 36.5)  # normal: no case
+    flow.clinical_and_decision(one, "王保安", clinical_c=38.1, outcome="referred", note="发热门诊")
+    client.sync_once()
+    report = daily_report(server.db, "site-1", datetime.now(timezone.utc).date(), tz="UTC")
+    assert report["totals"]["fever"] == 2 and not report["zero_report"]
+    assert report["gates"] == [{"gate": "east-1", "admit": 0, "deny": 14, "fever": 2}]
+    first = report["fevers"][0]
+    assert (first["person_id"], first["readings"], first["body_c"], first["decision"], first["clinical_c"]) == (
+        "p-1", 12, 37.7, "referred", 38.1)
+    assert report["fevers"][1]["decision"] == "open"
+    assert "referred" in report_csv(report)
+
+
+def test_cases_for_day_lists_a_sites_cases_for_other_pages(server):
+    gate, _ = auth.add_gate(server.db, "site-1", "east-3")
+    other, _ = auth.add_gate(server.db, "site-2", "west-1")
+    day = datetime(2026, 2, 1, 1, tzinfo=timezone.utc)  # 09:00 in Beijing
+    legacy = {**decision(97), "seq": 1, "time": day.isoformat(), "boot_id": "b", "mono_ns": 1, "wall_time": to_ns(day),
+              "clock_synced": True}  # a flagged decision from a kiosk without cases: still one alert
+    ingest(server.db, gate, "s-1", 1, [legacy], now=day)
+    ingest(server.db, other, "s-2", 1, [legacy], now=day)
+    from zoneinfo import ZoneInfo
+
+    (case,) = cases_for_day(server.db, "site-1", date(2026, 2, 1), ZoneInfo("Asia/Shanghai"))
+    assert case["gate"] == "east-3" and case["status"] == "open" and case["readings"] == 1
+    assert case["time"] == "2026-02-01T09:00:00+08:00"
+    assert cases_for_day(server.db, "site-1", date(2026, 2, 1) + timedelta(days=1), ZoneInfo("Asia/Shanghai")) == []
+
+
+def test_the_migration_adds_the_case_columns_to_an_older_alerts_table(db_url):
+    from sqlalchemy import inspect, text
+
+    from sync.server import open_database
+    from sync.server.schema import _FEVER_CASE_COLUMNS, MIGRATIONS, meta, migrate
+
+    db = open_database(db_url)
+    try:
+        migrate(db)
+        with db.write() as conn:  # back to the alerts table of schema version 1
+            conn.execute(text("DROP INDEX IF EXISTS ix_alerts_case"))
+            for name in _FEVER_CASE_COLUMNS:
+                conn.execute(text(f"ALTER TABLE alerts DROP COLUMN {name}"))
+            conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="1"))
+        assert migrate(db) == len(MIGRATIONS)
+        with db.read() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("alerts")}
+        assert set(_FEVER_CASE_COLUMNS) <= columns
+    finally:
+        db.dispose()
