@@ -129,6 +129,8 @@ def test_vehicle_with_two_occupants_one_at_37_5_is_stopped(small, issue, screen_
     assert row["detail"]["driver"] == "张伟" and row["direction"] == "in"
     assert app.relay_pin.state is False  # the barrier stayed down
     page.wait_for_selector("#fever-banner:not([hidden])")
+    (case,) = app.journal.events(kind="fever_case.opened")  # the occupant at 37.5 is a fever case
+    assert case["detail"]["source"] == "vehicle_form" and case["detail"]["body_c"] == 37.5
 
 
 def test_shift_hand_over_and_nobody_on_duty(small):
