@@ -39,6 +39,12 @@ should know (people, revocations), with dates relative to today (`+14d`)::
     arrivals:
       - {at: 0, qr: {pass: {person: r-301}}, object_c: 36.3, direction: out}
 
+Gate rules (issue 12): `also: [<qr>, ...]` shows more passes in the same
+frame (one at a time), `guard: no_mask | refused_measurement` has the guard
+refuse the person while they are measured, and `vehicle: {plate, occupants:
+[36.5, 37.5], driver, exception}` is a vehicle the guard enters at a vehicle
+lane (with `qr` its vehicle pass, `kind: vehicle, id: BJ-A12345`, or null).
+
 An arrival may also carry a `note` for people reading the file and an
 `expect` (`{decision: deny, reasons: [fever], flagged: true}`): what it should
 lead to. The simulator ignores both; the tests of `examples/` check `expect`.
