@@ -49,7 +49,9 @@ from gateway.decision import (
     Override,
     RegistryEntry,
     VisitorRegistration,
+    crowd_decision,
     decide,
+    tailgate_decision,
 )
 from gateway.fever_flow import FeverFlow, decision_subject
 from gateway.journal import Journal, JournalWriteError
@@ -60,7 +62,8 @@ from gateway.policy import Policy
 from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale
 from gateway.screen.history import counts_today, restore_screen
 from gateway.screen.state import ScreenState
-from gateway.thermometry import Reading, remeasure, sensor_fault, stable_reading, timed_out
+from gateway.thermometry import Reading, is_fever, remeasure, sensor_fault, stable_reading, timed_out
+from gateway.vehicles import VehicleException, decide_vehicle, plate_from_pass_id
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,7 @@ class Checkpoint:
     listeners: list[Callable[[dict, Decision | None], None]] = field(default_factory=list)
     view_gone_s: float = VIEW_GONE_S
     presence_gone_s: float = PRESENCE_GONE_S
+    beam: Any = None  # optional pass-through beam (gateway/beam.py)
     fever: FeverFlow | None = None  # the fever cases (build_app wires one)
 
     def __post_init__(self):
@@ -146,6 +150,9 @@ class Checkpoint:
         self.direction = self.settings.gate.direction if self.settings.gate.direction != "both" else "in"
         self.journal_error: str | None = None
         self.decisions = 0
+        self.unstaffed = False  # set by the staffing watch (gateway/staffing.py)
+        self.vehicle_waiting: dict | None = None  # the last vehicle pass scanned (gateway/vehicles.py)
+        self._crowd = False
         t = self.settings.temperature
         self._window_s = t.min_samples / t.sample_hz
         self._lookback_s = self._window_s + 2.0 / t.sample_hz
@@ -175,6 +182,8 @@ class Checkpoint:
         elif self.camera.latest() is None:
             texts = self._last_texts = []  # camera down: nothing is in view
         with self._lock:
+            if self._one_at_a_time(texts):
+                return
             self._track_view(texts, now)
             if self._pending is None and self._visible_text and self._visible_text != self._decided_text:
                 self._start(self._visible_text, now)
@@ -182,6 +191,20 @@ class Checkpoint:
                 self._advance(now)
             else:
                 self._watch_presence(now)
+
+    def _one_at_a_time(self, texts: list[str]) -> bool:
+        """Two or more different passes in view: decide nobody, open nothing,
+        ask for one at a time (logged once per crowd). The person being
+        measured, if any, is not decided either."""
+        count = len(set(texts))
+        if count < 2:
+            self._crowd = False
+            return False
+        if not self._crowd:
+            self._crowd = True
+            self._pending = None
+            self._commit(crowd_decision(self.direction, count), kind="one_at_a_time")
+        return True
 
     def _track_view(self, texts: list[str], now: float) -> None:
         text = self._choose(texts)
@@ -204,6 +227,13 @@ class Checkpoint:
 
     def _start(self, text: str, now: float) -> None:
         verdict = verify(text, self.keys, self.journal.trusted_now())
+        if verdict.kind == "vehicle" and verdict.signature_ok:
+            # A vehicle pass is not a person's: it waits for the guard, who enters the occupants.
+            self.vehicle_waiting = {"text": text, "verdict": verdict, "plate": plate_from_pass_id(verdict.pass_id),
+                                    "household": verdict.person_id}
+            self.state.set_notice("vehicle.waiting", plate=self.vehicle_waiting["plate"] or "?")
+            self._decided_text = text
+            return
         entry, health_code = registry_entry(self.journal, verdict, self.journal.trusted_now())
         self._pending = _Pending(
             text=text, verdict=verdict, started=now, direction=self.direction, entry=entry,
@@ -264,19 +294,21 @@ class Checkpoint:
     def _moment(self, direction: str, now: float) -> GateMoment:
         trusted = self.journal.trusted_now()
         return GateMoment(site_id=self.settings.gate.site, direction=direction, now=trusted, mono_s=now,
-                          registry_stale=registry_stale(self.journal, self.settings, trusted))
+                          registry_stale=registry_stale(self.journal, self.settings, trusted),
+                          gate_id=self.settings.gate.id, unstaffed=self.unstaffed)
 
     def _decide_and_act(self, pending: _Pending, reading: Reading, now: float) -> None:
         used_reading: Any = reading
         if pending.remeasure_of is not None and pending.first_reading is not None and pending.first_reading.ok:
             used_reading = remeasure(pending.first_reading, reading if reading.ok else None, self.settings.temperature)
-        last_use = None
+        last_use = last_opposite = None
         if pending.verdict is not None and pending.verdict.pass_id and pending.remeasure_of is None:
             last_use = self._last_use.get((pending.verdict.pass_id, pending.direction))
+            last_opposite = self._last_use.get((pending.verdict.pass_id, _OPPOSITE.get(pending.direction)))
         decision = decide(
             pending.verdict, used_reading, pending.entry, self.policy, self._moment(pending.direction, now),
             threshold_c=self.settings.temperature.threshold_c, last_use_mono_s=last_use,
-            health_code=pending.health_code,
+            health_code=pending.health_code, last_opposite_mono_s=last_opposite,
         )
         detail = {"remeasure_of": pending.remeasure_of} if pending.remeasure_of else {}
         # One fever, one case: a person whose case is open is held by the case, not this reading.
@@ -359,6 +391,8 @@ class Checkpoint:
         try:
             if decision.admitted:
                 self.outputs.open_for(self.settings.outputs.open_s)
+                if self.beam is not None:
+                    self.beam.opened(self.settings.outputs.open_s)
             self.outputs.signal("fever" if alarm else decision.decision)
         except DriverError as exc:
             log.error("gate outputs failed: %s", exc)
@@ -434,6 +468,68 @@ class Checkpoint:
             if decision.pass_id and not event.get("unlogged"):
                 self._last_use[(decision.pass_id, decision.direction)] = now
             return event
+
+    def guard_refuse(self, operator: str, refusal: str, for_seq: int | None) -> dict:
+        """A refusal the guard enters with one tap (``no_mask``, ``refused_measurement``):
+        the person being measured, or else the one of decision `for_seq`, is
+        refused and logged with the operator. Any reading taken is kept."""
+        with self._lock:
+            now = self.mono()
+            pending, ctx = self._pending, self._contexts.get(for_seq) if for_seq else None
+            self._pending = None
+            source = pending or ctx
+            reading = None
+            if refusal != "refused_measurement":
+                reading = stable_reading(self.sampler.samples(now - self._lookback_s), self.settings.temperature)
+                reading = reading or (ctx.reading if ctx and not pending else None)
+            direction = source.direction if source else self.direction
+            decision = decide(
+                source.verdict if source else None, reading, source.entry if source else None, self.policy,
+                self._moment(direction, now), threshold_c=self.settings.temperature.threshold_c,
+                health_code=source.health_code if source else None, guard_refusal=refusal,
+            )
+            event = self._commit(decision, kind="decision", operator=operator,
+                                 extra_detail={"guard_refusal": refusal, "for_seq": for_seq})
+            if pending is not None:
+                self._decided_text = pending.text  # still in view: not decided again
+            if event is None:
+                raise JournalWriteError(self.journal_error or "journal unavailable")
+            return event
+
+    def vehicle_passage(self, operator: str, plate: str, occupants: list, direction: str,
+                        exception_reason: str = "") -> dict:
+        """A vehicle at the lane: the scanned vehicle pass (if it is this plate's), the
+        occupants' temperatures, decided by `vehicles.decide_vehicle`; one ledger event."""
+        with self._lock:
+            waiting = self.vehicle_waiting if self.vehicle_waiting and self.vehicle_waiting["plate"] == plate else None
+            verdict = waiting["verdict"] if waiting else None
+            revoked = bool(verdict and verdict.pass_id and self.journal.registry_get("revocation", verdict.pass_id))
+            exception = VehicleException(operator, exception_reason) if exception_reason else None
+            decision, ledger = decide_vehicle(
+                verdict, plate, occupants, self.policy, self._moment(direction, self.mono()),
+                threshold_c=self.settings.temperature.threshold_c, revoked=revoked, exception=exception)
+            event = self._commit(decision, kind="vehicle", operator=operator, extra_detail=ledger)
+            if event is None:
+                raise JournalWriteError(self.journal_error or "journal unavailable")
+            if waiting:
+                self.vehicle_waiting = None
+            for i, occupant in enumerate(occupants):  # each feverish occupant is a fever case of their own
+                if occupant.body_c is not None and is_fever(occupant.body_c, self.settings.temperature.threshold_c):
+                    self.fever.hand_recorded(source="vehicle_form", body_c=occupant.body_c, operator=operator,
+                                             name=occupant.name or plate, subject=f"vehicle:{plate}:{i}",
+                                             trigger_seq=event["seq"])
+            return event
+
+    def thermometer_now(self) -> Reading | None:
+        """The thermometer's steady reading right now (a vehicle occupant held up to it), if any."""
+        with self._lock:
+            reading = stable_reading(self.sampler.samples(self.mono() - self._lookback_s), self.settings.temperature)
+            return reading if reading is not None and reading.ok else None
+
+    def log_tailgate(self, breaks: int) -> dict | None:
+        """The beam broke `breaks` times in one opening: logged as an incident."""
+        with self._lock:
+            return self._commit(tailgate_decision(self.direction), kind="tailgate", extra_detail={"breaks": breaks})
 
     def request_remeasure(self, operator: str, for_seq: int | None) -> dict:
         """Measure the person of decision `for_seq` again; the result is a new decision."""
@@ -523,6 +619,9 @@ class Checkpoint:
         }
 
 
+_OPPOSITE = {"in": "out", "out": "in"}
+
+
 def _iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -543,6 +642,7 @@ class App:
     actions: Any
     screen: Any
     sync_worker: Any = None
+    gate_watch: Any = None  # staffing, disinfection, posted rules (gateway/gate_watch.py)
     stop_event: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _jpeg: tuple[int, bytes | None] = (0, None)
@@ -577,6 +677,8 @@ class App:
         _quietly(self.sampler.stop)
         _quietly(self.hardware.camera.stop)
         _quietly(self.hardware.outputs.close)
+        if self.checkpoint.beam is not None:
+            _quietly(self.checkpoint.beam.close)
         _quietly(self.journal.close)
         self._started = False
 
@@ -648,6 +750,8 @@ class App:
             if tick % 30 == 0:
                 self.state.set_counts(counts_today(self.journal))
                 self._refresh_registry()
+            if self.gate_watch is not None:  # after the policy refresh: staffing, disinfection, posted rules
+                _quietly(self.gate_watch.tick)
             if tick % 10 == 0 and self.checkpoint.journal_error:
                 self.probe_journal()
             if tick % 3600 == 1800:
@@ -702,6 +806,8 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     """
     from drivers.qr import Scanner
     from drivers.thermometer import ThermometerSampler
+    from gateway.beam import PassThroughBeam
+    from gateway.gate_watch import GateRulesWatch
     from gateway.screen.actions import GuardActions
     from gateway.screen.app import ScreenDeps, create_app
 
@@ -734,9 +840,13 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     actions = GuardActions(journal=journal, state=state, control=checkpoint, gate_id=settings.gate.id,
                            pin=settings.screen.pin, threshold_c=t.threshold_c,
                            visitor_mode=lambda: checkpoint.policy.visitor_mode)
+    checkpoint.beam = PassThroughBeam.from_settings(settings.outputs, hardware.outputs, checkpoint.log_tailgate,
+                                                    pin_factory=hardware.outputs.relay.pin_factory)
     actions.restore_shift()
     app = App(settings=settings, journal=journal, hardware=hardware, sampler=sampler, checkpoint=checkpoint,
               state=state, actions=actions, screen=None, sync_worker=sync_worker)
+    app.gate_watch = GateRulesWatch(settings=settings, journal=journal, state=state, checkpoint=checkpoint,
+                                    actions=actions, sync_trigger=getattr(sync_worker, "trigger", None))
     app.screen = create_app(ScreenDeps(state=state, actions=actions, pin=settings.screen.pin,
                                        language=settings.screen.language, camera_jpeg=app.camera_jpeg))
     return app

@@ -176,7 +176,7 @@ def _printer(as_json: bool):
     from gateway.journal import decision_record
 
     def emit(event: dict, decision) -> None:
-        if event.get("kind") != "decision":
+        if event.get("kind") not in ("decision", "one_at_a_time", "vehicle"):  # a crowd is decided too: nobody passes
             return
         if as_json:
             line = json.dumps(decision_record(event), ensure_ascii=False)

@@ -33,6 +33,7 @@ from fastapi.templating import Jinja2Templates
 
 from gateway.screen.actions import OVERRIDE_REASONS, ActionError, GuardActions
 from gateway.screen.i18n import LANGUAGES, catalogue, pick_language
+from gateway.screen.rule_actions import rule_actions
 from gateway.screen.state import ScreenState
 
 HERE = Path(__file__).parent
@@ -193,6 +194,7 @@ def create_app(deps: ScreenDeps) -> FastAPI:
         "disinfection": deps.actions.disinfection,
         "fever-case": deps.actions.fever_case,
     }
+    actions.update(rule_actions(deps.actions))  # no mask, refused measurement, vehicles (issue 12)
 
     @app.post("/api/{action}")
     async def act(action: str, request: Request):
