@@ -17,3 +17,19 @@ def db(db_url):  # noqa: F811
     migrate(database)
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def sim_settings(tmp_path):
+    """The simulator's kiosk config (fake hardware), as the loop tests use it."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "loop"))
+    from kiosk_fakes import SIM_CONFIG
+
+    from gateway.config import load_config
+
+    path = tmp_path / "gate.toml"
+    path.write_text(SIM_CONFIG, encoding="utf-8")
+    return load_config(path)
