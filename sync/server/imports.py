@@ -396,8 +396,9 @@ class NotCommittable(ValueError):
 
 
 def commit(db: Database, site_id: str, table: Table, list_kind: str, mapping: dict[int, str], *, by: str,
-           progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-    """Write every row in one transaction; returns counts of new, updated and unchanged rows.
+           progress: Callable[[int, int], None] | None = None, with_ids: bool = False) -> dict:
+    """Write every row in one transaction; returns counts of new, updated and unchanged rows
+    (and with `with_ids`, "person_ids": every person of the file, for issuing their passes).
 
     The preview is recomputed inside the commit, so a person added by
     someone else since the clerk's preview is matched, not duplicated.
@@ -408,20 +409,127 @@ def commit(db: Database, site_id: str, table: Table, list_kind: str, mapping: di
         raise NotCommittable(f"the file has errors in rows {bad[:20]}" if bad else
                              "; ".join(checked.mapping_problems) or "the file has no rows")
     counts = {"new": 0, "update": 0, "same": 0}
+    person_ids: list[str] = []
     total = len(checked.rows)
     action = f"import.{list_kind}"
     with db.write() as conn:
         for done, row in enumerate(checked.rows, start=1):
             if row.action == "same":
                 counts["same"] += 1
+                person_ids.append(row.person_id)
             elif list_kind == "residents":
                 saved = people.save(db, conn, site_id, _resident_fields(row.values), by=by,
                                     person_id=None if row.action == "new" else row.person_id, action=action)
                 counts["new" if saved.created else "update" if saved.changed else "same"] += 1
+                person_ids.append(saved.person_id)
             else:
                 saved = people.save(db, conn, site_id, _listed_fields(row.values, list_kind), by=by,
                                     person_id=row.person_id, action=action)
                 counts["update" if saved.changed else "same"] += 1
+                person_ids.append(saved.person_id)
             if progress and (done % 50 == 0 or done == total):
                 progress(done, total)
+    if with_ids:
+        return {**counts, "person_ids": person_ids}
+    return counts
+
+
+# --- jobs: an upload kept between preview and commit ------------------------------------------
+
+
+def _jobs():
+    from sync.server.schema import import_jobs
+
+    return import_jobs
+
+
+def create_job(db: Database, site_id: str, list_kind: str, filename: str, content: bytes, *, by: str) -> int:
+    """Parse the upload (raises ImportError_ if it is not a ledger) and keep it for preview."""
+    import hashlib
+    import json
+
+    if list_kind not in LIST_KINDS:
+        raise ImportError_(f"list kind {list_kind!r}: expected one of {', '.join(LIST_KINDS)}")
+    table = parse(filename, content)
+    mapping = auto_mapping(table.headers, list_kind)
+    jobs = _jobs()
+    with db.write() as conn:
+        return conn.execute(jobs.insert().values(
+            site_id=site_id, list_kind=list_kind, filename=filename[:200], sha256=hashlib.sha256(content).hexdigest(),
+            content=content, mapping=json.dumps({str(k): v for k, v in mapping.items()}), status="preview",
+            created_at=datetime.now().astimezone(), created_by=by)).inserted_primary_key[0]
+
+
+def get_job(db: Database, site_id: str, job_id: int) -> dict | None:
+    import json
+
+    from sqlalchemy import select
+
+    jobs = _jobs()
+    with db.read() as conn:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.site_id == site_id)).first()
+    if row is None:
+        return None
+    job = dict(row._mapping)
+    job["mapping"] = {int(k): v for k, v in json.loads(job["mapping"] or "{}").items()}
+    job["summary"] = json.loads(job["summary"]) if job["summary"] else None
+    return job
+
+
+def recent_jobs(db: Database, site_id: str, limit: int = 20) -> list[dict]:
+    from sqlalchemy import select
+
+    jobs = _jobs()
+    with db.read() as conn:
+        rows = conn.execute(select(jobs.c.id, jobs.c.list_kind, jobs.c.filename, jobs.c.status, jobs.c.created_at,
+                                   jobs.c.created_by, jobs.c.summary)
+                            .where(jobs.c.site_id == site_id).order_by(jobs.c.id.desc()).limit(limit)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def set_mapping(db: Database, site_id: str, job_id: int, mapping: dict[int, str]) -> None:
+    import json
+
+    jobs = _jobs()
+    with db.write() as conn:
+        conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.site_id == site_id, jobs.c.status == "preview")
+                     .values(mapping=json.dumps({str(k): v for k, v in mapping.items()})))
+
+
+def claim_job(db: Database, site_id: str, job_id: int) -> bool:
+    """Mark a previewed job as committing; False if it is not (double click, already done)."""
+    jobs = _jobs()
+    with db.write() as conn:
+        return conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.site_id == site_id,
+                                                jobs.c.status == "preview")
+                            .values(status="committing")).rowcount == 1
+
+
+def finish_job(db: Database, site_id: str, job_id: int, status: str, summary: dict) -> None:
+    """Record how the commit ended; a committed file is dropped (the people table has the data now)."""
+    import json
+
+    jobs = _jobs()
+    values = {"status": status, "summary": json.dumps(summary, ensure_ascii=False),
+              "finished_at": datetime.now().astimezone()}
+    if status != "preview":
+        values["content"] = None
+    with db.write() as conn:
+        conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.site_id == site_id).values(**values))
+
+
+def run_job(db: Database, site_id: str, job: dict, *, by: str,
+            progress: Callable[[int, int], None] | None = None) -> dict:
+    """Commit a claimed job; returns its summary. On refusal the job goes back to preview."""
+    table = parse(job["filename"], job["content"])
+    try:
+        counts = commit(db, site_id, table, job["list_kind"], job["mapping"], by=by, progress=progress,
+                        with_ids=True)
+    except NotCommittable as exc:
+        finish_job(db, site_id, job["id"], "preview", {"error": str(exc)})
+        raise
+    except Exception as exc:
+        finish_job(db, site_id, job["id"], "preview", {"error": f"{type(exc).__name__}: {exc}"})
+        raise
+    finish_job(db, site_id, job["id"], "committed", counts)
     return counts

@@ -42,7 +42,7 @@ OBSERVATION_DAYS = 14
 # Fields a staff member may set; everything else is derived.
 FIELDS = ("name", "phone", "building", "unit", "room", "kind", "status", "landlord_id", "moved_in",
           "returnee", "arrival_date", "origin", "contact", "observation_until", "risk")
-LIMITS = {"name": 64, "phone": 32, "building": 16, "unit": 16, "room": 16, "origin": 64, "contact": 64,
+LIMITS = {"name": 64, "phone": 32, "building": 32, "unit": 32, "room": 32, "origin": 64, "contact": 64,
           "landlord_id": 128}
 PHONE = re.compile(r"\+?[0-9][0-9 -]{4,30}")
 
@@ -87,6 +87,20 @@ def address(row) -> str:
     """building-unit-room, e.g. 3-2-101, as the gates and the sheets show it."""
     parts = [str(v) for v in (_get(row, "building"), _get(row, "unit"), _get(row, "room")) if v]
     return "-".join(parts)
+
+
+def split_unit(text: str) -> tuple[str, str, str]:
+    """A free-text unit as the API and CLI take it ("3-2-101") as (building, unit, room);
+    `address()` joins them back to the same text."""
+    text = clean_text(text)
+    if not text:
+        return "", "", ""
+    parts = text.split("-")
+    if len(parts) == 1:
+        return "", "", text
+    if len(parts) == 2:
+        return parts[0], parts[1], ""
+    return parts[0], parts[1], "-".join(parts[2:])
 
 
 def _get(row, key):
@@ -208,7 +222,11 @@ def save(db: Database, conn, site_id: str, fields: dict, *, by: str, person_id: 
         return Saved(before["person_id"], False, False, before)
     clash = find_by_key(conn, site_id, row["natural_key"])
     if clash is not None and (before is None or clash["person_id"] != before["person_id"]):
-        raise PersonError(f"{row['name']} at {address(row) or 'no address'} is already person {clash['person_id']}")
+        if person_id is None:
+            raise PersonError(f"{row['name']} at {address(row) or 'no address'} is already person {clash['person_id']}")
+        # The API and CLI name their own ids, and may have two people with
+        # one name and no address: such a person is keyed by id instead.
+        row["natural_key"] = f"id:{person_id}"
     row["updated_at"], row["updated_by"] = _now(), by
     if before is None:
         row["person_id"] = person_id or new_person_id(site_id, row["natural_key"])

@@ -115,13 +115,14 @@ def add_person(db: Database, site_id: str, person_id: str, *, name: str, unit: s
         raise RegistryError(f"status {status!r}: expected one of {PERSON_STATUSES}")
     if risk not in RISKS:
         raise RegistryError(f"risk {risk!r}: expected green, yellow, red or none")
-    payload = {
-        "name": name, "unit": unit, "site": site_id, "status": status,
-        "observation_until": observation_until.isoformat() if observation_until else None,
-        "risk": risk, "returnee": bool(returnee),
-    }
-    upsert(db, site_id, "person", person_id, payload, by)
-    return payload
+    # Kept in the staff's `people` table too (sync.server.people), which writes the feed.
+    from sync.server import people
+
+    building, unit_, room = people.split_unit(unit)
+    fields = {"name": name, "building": building, "unit": unit_, "room": room, "status": status,
+              "observation_until": observation_until, "risk": risk, "returnee": bool(returnee)}
+    saved = people.save_one(db, site_id, fields, by=by or "unknown", person_id=person_id, action="person.add")
+    return people.gate_payload(saved.row)
 
 
 def set_observation(db: Database, site_id: str, person_id: str, until: date | None, *,
@@ -129,17 +130,19 @@ def set_observation(db: Database, site_id: str, person_id: str, until: date | No
     """Start (or end, with until=None) a person's home observation period."""
     if risk not in RISKS:
         raise RegistryError(f"risk {risk!r}: expected green, yellow, red or none")
+    from sync.server import people
+
+    fields: dict[str, Any] = {"observation_until": until}
+    if risk is not None:
+        fields["risk"] = risk
+    if returnee is not None:
+        fields["returnee"] = returnee
     with db.write() as conn:
-        person = _current(conn, site_id, "person", person_id)
-        if person is None:
+        if people.get(conn, site_id, person_id) is None:
             raise RegistryError(f"site {site_id!r} has no person {person_id!r}; add them first")
-        person["observation_until"] = until.isoformat() if until else None
-        if risk is not None:
-            person["risk"] = risk
-        if returnee is not None:
-            person["returnee"] = returnee
-        record_change(db, conn, site_id, "person", person_id, "upsert", person, by)
-    return person
+        saved = people.save(db, conn, site_id, fields, by=by or "unknown", person_id=person_id,
+                            action="person.observation")
+    return people.gate_payload(saved.row)
 
 
 def revoke_pass(db: Database, site_id: str, pass_id: str, reason: str, by: str | None = None) -> dict:
