@@ -30,6 +30,7 @@ from sync.server import people
 from sync.server.db import Database
 
 LIST_KINDS = ("residents", "returnees", "contacts")
+COMMIT_CHUNK = 250  # rows prepared and written between progress reports (all in one transaction)
 MAX_ROWS = 20_000
 # Target fields and the headers that mean them (compared after removing spaces, lower case).
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -412,23 +413,42 @@ def commit(db: Database, site_id: str, table: Table, list_kind: str, mapping: di
     person_ids: list[str] = []
     total = len(checked.rows)
     action = f"import.{list_kind}"
+    from sqlalchemy import select
+
+    from sync.server.schema import people as people_table
+
     with db.write() as conn:
-        for done, row in enumerate(checked.rows, start=1):
-            if row.action == "same":
-                counts["same"] += 1
-                person_ids.append(row.person_id)
-            elif list_kind == "residents":
-                saved = people.save(db, conn, site_id, _resident_fields(row.values), by=by,
-                                    person_id=None if row.action == "new" else row.person_id, action=action)
-                counts["new" if saved.created else "update" if saved.changed else "same"] += 1
-                person_ids.append(saved.person_id)
-            else:
-                saved = people.save(db, conn, site_id, _listed_fields(row.values, list_kind), by=by,
-                                    person_id=row.person_id, action=action)
-                counts["update" if saved.changed else "same"] += 1
-                person_ids.append(saved.person_id)
-            if progress and (done % 50 == 0 or done == total):
-                progress(done, total)
+        # Read again under the write lock: whoever added people since the preview is matched.
+        current = [dict(r._mapping) for r in conn.execute(
+            select(people_table).where(people_table.c.site_id == site_id))]
+        by_key = {p["natural_key"]: p for p in current}
+        by_id = {p["person_id"]: p for p in current}
+        for start in range(0, total, COMMIT_CHUNK):
+            changes = []
+            for row in checked.rows[start:start + COMMIT_CHUNK]:
+                if list_kind == "residents":
+                    fields = _resident_fields(row.values)
+                    key = people.natural_key(fields["building"], fields["unit"], fields["room"], fields["name"])
+                    before, new_row = people.prepare(conn, site_id, fields, before=by_key.get(key),
+                                                     find_key=by_key.get)
+                else:
+                    before, new_row = people.prepare(conn, site_id, _listed_fields(row.values, list_kind),
+                                                     person_id=row.person_id, before=by_id.get(row.person_id),
+                                                     find_key=by_key.get)
+                if new_row is None:
+                    counts["same"] += 1
+                    person_ids.append(before["person_id"])
+                    continue
+                counts["new" if before is None else "update"] += 1
+                person_ids.append(new_row["person_id"])
+                if before is not None:
+                    by_key.pop(before["natural_key"], None)
+                by_key[new_row["natural_key"]] = by_id[new_row["person_id"]] = new_row
+                changes.append((before, new_row))
+            if changes:
+                people.write(db, conn, site_id, changes, by=by, action=action)
+            if progress:
+                progress(min(start + COMMIT_CHUNK, total), total)
     if with_ids:
         return {**counts, "person_ids": person_ids}
     return counts

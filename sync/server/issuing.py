@@ -144,15 +144,21 @@ def _issue_in(db: Database, conn, site_id: str, person_ids: list[str], *, days: 
     valid_from, valid_to = validity(days, start)
     now = _now()
     issued, refused, rows = [], [], []
-    for person_id in dict.fromkeys(person_ids):
-        person = people.get(conn, site_id, person_id)
+    wanted = list(dict.fromkeys(person_ids))
+    found = {}
+    for start in range(0, len(wanted), 500):
+        found.update((r.person_id, r) for r in conn.execute(
+            select(people.people.c.person_id, people.people.c.status, people.people.c.kind).where(
+                people.people.c.site_id == site_id, people.people.c.person_id.in_(wanted[start:start + 500]))))
+    for person_id in wanted:
+        person = found.get(person_id)
         if person is None:
             refused.append((person_id, "no such person"))
             continue
-        if person["status"] != "active":
+        if person.status != "active":
             refused.append((person_id, "moved out"))
             continue
-        kind = people.PASS_KIND[person["kind"]]
+        kind = people.PASS_KIND[person.kind]
         pass_id = new_pass_id()
         try:
             text = issue_pass(key, pass_id=pass_id, person_id=person_id, site_id=site_id, kind=kind,

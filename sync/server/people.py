@@ -25,7 +25,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import func, select
 
@@ -184,19 +184,24 @@ class Saved:
     row: dict
 
 
-def save(db: Database, conn, site_id: str, fields: dict, *, by: str, person_id: str | None = None,
-         action: str = "person.save", reason: str | None = None) -> Saved:
-    """Create or update one person inside an open write transaction.
+_LOOK_UP = object()
+
+
+def prepare(conn, site_id: str, fields: dict, *, person_id: str | None = None, before: Any = _LOOK_UP,
+            find_key: Callable[[str], dict | None] | None = None) -> tuple[dict | None, dict | None]:
+    """Work out one person's new row: (before, row), row None when nothing changes.
 
     Without `person_id` the person is found by natural key (building, unit,
-    room, name) or created. Writes nothing when nothing changed.
+    room, name) or is new. Bulk callers pass `before` and `find_key` from
+    what they already read, so nothing is read per row.
     """
     fields = validate(fields)
-    before = get(conn, site_id, person_id) if person_id else None
-    if before is None and person_id is None:
-        key = natural_key(fields.get("building", ""), fields.get("unit", ""), fields.get("room", ""),
-                          fields.get("name", ""))
-        before = find_by_key(conn, site_id, key)
+    find_key = find_key or (lambda key: find_by_key(conn, site_id, key))
+    if before is _LOOK_UP:
+        before = get(conn, site_id, person_id) if person_id else None
+        if before is None and person_id is None:
+            before = find_key(natural_key(fields.get("building", ""), fields.get("unit", ""),
+                                          fields.get("room", ""), fields.get("name", "")))
     if before is None:
         if not fields.get("name"):
             raise PersonError("name: required")
@@ -218,31 +223,61 @@ def save(db: Database, conn, site_id: str, fields: dict, *, by: str, person_id: 
             for part in ("building", "unit", "room"):
                 row[part] = row[part] or landlord[part]
     row["natural_key"] = natural_key(row["building"], row["unit"], row["room"], row["name"])
+    if before is not None and before.get("natural_key", "").startswith("id:") \
+            and all(before.get(k) == row.get(k) for k in FIELDS):
+        return before, None
     if before is not None and all(before.get(k) == row.get(k) for k in (*FIELDS, "natural_key")):
-        return Saved(before["person_id"], False, False, before)
-    clash = find_by_key(conn, site_id, row["natural_key"])
+        return before, None
+    clash = find_key(row["natural_key"])
     if clash is not None and (before is None or clash["person_id"] != before["person_id"]):
         if person_id is None:
             raise PersonError(f"{row['name']} at {address(row) or 'no address'} is already person {clash['person_id']}")
         # The API and CLI name their own ids, and may have two people with
         # one name and no address: such a person is keyed by id instead.
         row["natural_key"] = f"id:{person_id}"
-    row["updated_at"], row["updated_by"] = _now(), by
     if before is None:
         row["person_id"] = person_id or new_person_id(site_id, row["natural_key"])
-        conn.execute(people.insert().values(**row))
     else:
         row["person_id"] = before["person_id"]
-        values = {k: v for k, v in row.items() if k not in ("site_id", "person_id")}
-        conn.execute(people.update().where(people.c.site_id == site_id,
-                                           people.c.person_id == row["person_id"]).values(**values))
-    payload = gate_payload(row)
-    registry.record_change(db, conn, site_id, "person", row["person_id"], "upsert", payload, by)
-    after = _audit_value(row)
-    if reason:
-        after = {**after, "reason": reason}
-    _audit(conn, actor=by, action=action, site_id=site_id, entity="person", entity_id=row["person_id"],
-           before=_audit_value(before), after=after)
+    return before, row
+
+
+def write(db: Database, conn, site_id: str, changes: list[tuple[dict | None, dict]], *, by: str, action: str,
+          reason: str | None = None) -> None:
+    """Write prepared rows: the people table, the gate feed and the audit, in the caller's transaction."""
+    from sqlalchemy import bindparam
+
+    now = _now()
+    for _, row in changes:
+        row["updated_at"], row["updated_by"] = now, by
+    new = [row for before, row in changes if before is None]
+    old = [row for before, row in changes if before is not None]
+    if new:
+        conn.execute(people.insert(), new)
+    if old:
+        columns = [k for k in old[0] if k not in ("site_id", "person_id")]
+        statement = people.update().where(people.c.site_id == bindparam("b_site"),
+                                          people.c.person_id == bindparam("b_person")) \
+            .values({k: bindparam(f"v_{k}") for k in columns})
+        conn.execute(statement, [{"b_site": site_id, "b_person": row["person_id"],
+                                  **{f"v_{k}": row[k] for k in columns}} for row in old])
+    registry.record_changes(db, conn, site_id, "person",
+                            [(row["person_id"], "upsert", gate_payload(row)) for _, row in changes], by)
+    for before, row in changes:
+        after = _audit_value(row)
+        if reason:
+            after = {**after, "reason": reason}
+        _audit(conn, actor=by, action=action, site_id=site_id, entity="person", entity_id=row["person_id"],
+               before=_audit_value(before), after=after)
+
+
+def save(db: Database, conn, site_id: str, fields: dict, *, by: str, person_id: str | None = None,
+         action: str = "person.save", reason: str | None = None) -> Saved:
+    """Create or update one person inside an open write transaction; writes nothing when nothing changed."""
+    before, row = prepare(conn, site_id, fields, person_id=person_id)
+    if row is None:
+        return Saved(before["person_id"], False, False, before)
+    write(db, conn, site_id, [(before, row)], by=by, action=action, reason=reason)
     return Saved(row["person_id"], before is None, True, row)
 
 

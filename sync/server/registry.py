@@ -89,6 +89,37 @@ def record_change(db: Database, conn, site_id: str, entity: str, entity_id: str,
     return seq
 
 
+def record_changes(db: Database, conn, site_id: str, entity: str, items: list[tuple[str, str, dict | None]],
+                   by: str | None) -> list[int]:
+    """`record_change` for many (entity_id, op, payload) at once: one lock and
+    prepared statements, for imports and bulk issuing; returns the change_seqs."""
+    if entity not in ENTITIES:
+        raise RegistryError(f"unknown entity {entity!r}; expected one of {ENTITIES}")
+    from sqlalchemy import bindparam
+
+    if not items:
+        return []
+    if db.is_postgres:
+        conn.execute(text("LOCK TABLE registry_changes IN SHARE ROW EXCLUSIVE MODE"))
+    now, insert = _now(), registry_changes.insert()
+    seqs, states = [], []
+    for entity_id, op, payload in items:
+        body = json.dumps(payload, ensure_ascii=False, sort_keys=True) if payload is not None else None
+        seq = conn.execute(insert, {"site_id": site_id, "entity": entity, "entity_id": entity_id, "op": op,
+                                    "payload": body, "created_at": now, "created_by": by}).inserted_primary_key[0]
+        seqs.append(seq)
+        if op == "upsert":
+            states.append({"site_id": site_id, "entity": entity, "entity_id": entity_id, "payload": body,
+                           "change_seq": seq})
+    state = registry_state.c
+    conn.execute(registry_state.delete().where(state.site_id == bindparam("b_site"), state.entity == bindparam("b_entity"),
+                                               state.entity_id == bindparam("b_id")),
+                 [{"b_site": site_id, "b_entity": entity, "b_id": entity_id} for entity_id, _, _ in items])
+    if states:
+        conn.execute(registry_state.insert(), states)
+    return seqs
+
+
 def _current(conn, site_id: str, entity: str, entity_id: str) -> dict | None:
     row = conn.execute(select(registry_state.c.payload).where(
         registry_state.c.site_id == site_id, registry_state.c.entity == entity,

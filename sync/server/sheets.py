@@ -58,7 +58,7 @@ def _font() -> str:
                      f"(or set CHECKPOINT_CJK_FONT){'; ' + str(last) if configured else ''}")
 
 
-def qr_image(text: str, module_px: int = 4):
+def qr_image(text: str, module_px: int = 2):
     """The QR code of `text` as a 1-bit PIL image with a 4-module quiet zone.
 
     Encoded by zxing-cpp (C++, already the kiosk's decoder): segno's pure
@@ -73,7 +73,7 @@ def qr_image(text: str, module_px: int = 4):
     code = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
     modules = np.asarray(code.to_image(scale=1, add_quiet_zones=False)) < 128
     modules = np.pad(modules, 4)
-    pixels = np.kron(modules, np.ones((module_px, module_px), dtype=bool))
+    pixels = modules.repeat(module_px, axis=0).repeat(module_px, axis=1)
     return Image.fromarray(~pixels)
 
 
@@ -93,6 +93,10 @@ def render_pdf(cards: list[dict], *, site_name: str = "", mask: bool = False) ->
     from reportlab.lib.units import mm
     from reportlab.pdfgen.canvas import Canvas
 
+    from reportlab import rl_config
+
+    # Binary image streams: ReportLab's pure-Python ASCII85 took most of the time.
+    rl_config.useA85 = 0
     font = _font()
     out = io.BytesIO()
     canvas = Canvas(out, pagesize=A4, pageCompression=1)

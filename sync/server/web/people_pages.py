@@ -150,8 +150,8 @@ def people_list(request: Request, site_id: str, staff: StaffPage, building: str 
 
 @router.post("/sites/{site_id}/people")
 def people_add(request: Request, site_id: str, staff: StaffPage, name: Annotated[str, Form(max_length=64)] = "",
-               building: Annotated[str, Form(max_length=16)] = "", unit: Annotated[str, Form(max_length=16)] = "",
-               room: Annotated[str, Form(max_length=16)] = "", phone: Annotated[str, Form(max_length=32)] = "",
+               building: Annotated[str, Form(max_length=32)] = "", unit: Annotated[str, Form(max_length=32)] = "",
+               room: Annotated[str, Form(max_length=32)] = "", phone: Annotated[str, Form(max_length=32)] = "",
                kind: Annotated[str, Form(max_length=16)] = "resident"):
     site_guard(staff, site_id, change=True, roles=CHANGERS)
     try:
@@ -189,8 +189,8 @@ def person_page(request: Request, site_id: str, person_id: str, staff: StaffPage
 
 @router.post("/sites/{site_id}/people/{person_id}")
 def person_edit(request: Request, site_id: str, person_id: str, staff: StaffPage,
-                name: Annotated[str, Form(max_length=64)] = "", building: Annotated[str, Form(max_length=16)] = "",
-                unit: Annotated[str, Form(max_length=16)] = "", room: Annotated[str, Form(max_length=16)] = "",
+                name: Annotated[str, Form(max_length=64)] = "", building: Annotated[str, Form(max_length=32)] = "",
+                unit: Annotated[str, Form(max_length=32)] = "", room: Annotated[str, Form(max_length=32)] = "",
                 phone: Annotated[str, Form(max_length=32)] = "", kind: Annotated[str, Form(max_length=16)] = "resident"):
     site_guard(staff, site_id, change=True, roles=CHANGERS)
     _person_or_404(request, site_id, person_id)
@@ -272,8 +272,8 @@ def policy_page(request: Request, site_id: str, staff: StaffPage, message: str =
 
 @router.post("/sites/{site_id}/policy")
 def policy_publish(request: Request, site_id: str, staff: StaffPage,
-                   visitor_mode: Annotated[str, Form(max_length=16)] = "",
-                   enforcement: Annotated[str, Form(max_length=16)] = "",
+                   visitor_mode: Annotated[str, Form(max_length=32)] = "",
+                   enforcement: Annotated[str, Form(max_length=32)] = "",
                    threshold_c: Annotated[str, Form(max_length=10)] = "",
                    offset_c: Annotated[str, Form(max_length=10)] = "",
                    posted_rules: Annotated[str, Form(max_length=3000)] = "",
