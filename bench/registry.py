@@ -43,7 +43,7 @@ def cli_person_rate(db_url: str, sample: int) -> float:
     """People per second through `checkpoint registry person add`, one process each."""
     start = time.perf_counter()
     for i in range(sample):
-        _cli("registry", "person", "add", "--db", db_url, "--site", "cli-site", "--name", f"张{i}",
+        _cli("registry", "person", "add", "--db", db_url, "--site", "cli-site", "--name", f"张{i}", "--by", "bench",
              "--unit", f"1-1-{100 + i}", f"cli-{i}")
     return sample / (time.perf_counter() - start)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 # Same as sync.server.db.DEFAULT_DB_URL; not imported so `--help` stays fast.
 DEFAULT_DB_URL = "sqlite:///var/registry.db"
 DB_HELP = "database URL (default sqlite:///var/registry.db; postgresql://user@host/db for PostgreSQL)"
+# Same as sync.server.auth.ROLES.
+ROLES = ("admin", "worker", "guard_supervisor", "inspector", "street_officer")
 # Same as sync.server.retention.DEFAULT_RETENTION_DAYS / MAX_RETENTION_DAYS.
 DEFAULT_RETENTION_DAYS = 30
 MAX_RETENTION_DAYS = 3650
@@ -26,11 +29,15 @@ def _add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=DEFAULT_DB_URL, help=DB_HELP)
 
 
-def _parser(sub, name: str, help: str, example: str, handler) -> argparse.ArgumentParser:
+def _parser(sub, name: str, help: str, example: str, handler, *, changes: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
                        epilog=f"example: {example}")
     _add_db(p)
-    p.set_defaults(handler=handler)
+    if changes:
+        p.add_argument("--by", metavar="NAME",
+                       help="your name, written to the audit log with the change "
+                            "(default: the CHECKPOINT_OPERATOR environment variable; one of them is required)")
+    p.set_defaults(handler=handler, changes=changes)
     return p
 
 
@@ -65,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8700, help="port (default 8700)")
     p.add_argument("--retention-days", type=_retention_days, default=DEFAULT_RETENTION_DAYS, metavar="DAYS",
                    help=RETENTION_HELP + "; purged at start-up and then hourly")
+    p.add_argument("--issuer-passphrase-file", type=Path, metavar="FILE",
+                   help="file whose first line unlocks the pass-issuing keys stored encrypted in the database "
+                        "(default: $CHECKPOINT_ISSUER_PASSPHRASE; without either, passes cannot be issued)")
 
     p = _parser(actions, "purge", "delete health data older than the retention period once and print the counts",
                 "checkpoint registry purge --db sqlite:///var/registry.db --retention-days 30 --dry-run", run_purge)
@@ -77,49 +87,83 @@ def register(sub: argparse._SubParsersAction) -> None:
                               epilog="example: checkpoint registry gate add --site site-1 east-1")
     gate_actions = gate.add_subparsers(dest="gate_action", metavar="ACTION", required=True)
     p = _parser(gate_actions, "add", "enrol a gate and print its token once",
-                "checkpoint registry gate add --site site-1 east-1 > east-1.token", run_gate_add)
+                "checkpoint registry gate add --site site-1 east-1 > east-1.token", run_gate_add, changes=True)
     p.add_argument("--site", required=True, help="the site (community) id")
     p.add_argument("name", help="the gate's id, as in its config's [gate] id")
     p = _parser(gate_actions, "revoke", "revoke a gate's token (its data stays)",
-                "checkpoint registry gate revoke --site site-1 east-1", run_gate_revoke)
+                "checkpoint registry gate revoke --site site-1 east-1", run_gate_revoke, changes=True)
     p.add_argument("--site", required=True)
     p.add_argument("name")
     p = _parser(gate_actions, "list", "list gates as JSON lines", "checkpoint registry gate list --site site-1",
                 run_gate_list)
     p.add_argument("--site")
 
-    staff = actions.add_parser("staff", help="staff API tokens", description="Staff API tokens.",
-                               epilog="example: checkpoint registry staff add wang")
+    staff = actions.add_parser("staff", help="staff accounts: roles, sites, passwords, API tokens",
+                               description="Staff accounts: roles, sites, passwords and API tokens.",
+                               epilog="example: checkpoint registry staff add wang --role admin --site '*' --by 王主任")
     staff_actions = staff.add_subparsers(dest="staff_action", metavar="ACTION", required=True)
-    p = _parser(staff_actions, "add", "create a staff member's API token and print it once",
-                "checkpoint registry staff add wang", run_staff_add)
+    p = _parser(staff_actions, "add", "create a staff account (the first administrator too) and print its API token once",
+                "checkpoint registry staff add wang --role worker --site site-1 --password-file pw.txt --by 王主任",
+                run_staff_add, changes=True)
+    p.add_argument("--role", required=True, choices=ROLES,
+                   help="admin, worker (community worker), guard_supervisor, inspector (read-only), "
+                        "street_officer (reads its street offices' communities)")
+    p.add_argument("--site", action="append", default=[], metavar="SITE",
+                   help="a site the account works at; repeat for several; '*' for every site")
+    p.add_argument("--office", action="append", default=[], metavar="OFFICE",
+                   help="a street office (street_officer only); repeat for several")
+    p.add_argument("--password-file", type=Path, metavar="FILE",
+                   help="read the page log-in password from the first line of FILE "
+                        "(default: ask on the terminal; with no terminal the account gets only an API token)")
     p.add_argument("name")
-    p = _parser(staff_actions, "revoke", "revoke a staff member's tokens", "checkpoint registry staff revoke wang",
-                run_staff_revoke)
+    p = _parser(staff_actions, "passwd", "set a staff account's page log-in password (ends its sessions)",
+                "checkpoint registry staff passwd wang --password-file pw.txt --by 王主任", run_staff_passwd,
+                changes=True)
+    p.add_argument("--password-file", type=Path, metavar="FILE", help="default: ask on the terminal")
     p.add_argument("name")
+    p = _parser(staff_actions, "revoke", "revoke a staff account (token and sessions)",
+                "checkpoint registry staff revoke wang --by 王主任", run_staff_revoke, changes=True)
+    p.add_argument("name")
+    p = _parser(staff_actions, "list", "list staff accounts as JSON lines (no secrets)",
+                "checkpoint registry staff list", run_staff_list)
+
+    site = actions.add_parser("site", help="communities and their street offices",
+                              description="Communities (sites) and the street offices they report to.",
+                              epilog="example: checkpoint registry site add site-1 --name 阳光小区 --office 东城街道 --by 王主任")
+    site_actions = site.add_subparsers(dest="site_action", metavar="ACTION", required=True)
+    p = _parser(site_actions, "add", "add or update a community and its street office",
+                "checkpoint registry site add site-1 --name 阳光小区 --office 东城街道 --by 王主任", run_site_add,
+                changes=True)
+    p.add_argument("--name", default="", help="the community's name")
+    p.add_argument("--office", help="the street office it reports to")
+    p.add_argument("site_id")
+    p = _parser(site_actions, "list", "list known communities as JSON lines", "checkpoint registry site list",
+                run_site_list)
 
     person = actions.add_parser("person", help="residents in the registry", description="Residents in the registry.",
                                 epilog="example: checkpoint registry person add --site site-1 --name 张三 --unit 3-2-101 p-001")
     person_actions = person.add_subparsers(dest="person_action", metavar="ACTION", required=True)
     p = _parser(person_actions, "add", "add or update a resident",
-                "checkpoint registry person add --site site-1 --name 张三 --unit 3-2-101 p-001", run_person_add)
+                "checkpoint registry person add --site site-1 --name 张三 --unit 3-2-101 p-001", run_person_add, changes=True)
     p.add_argument("--site", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--unit", default="")
     p.add_argument("--status", choices=["active", "moved_out"], default="active")
     p.add_argument("--observation-until", type=_day, help="last day of home observation (YYYY-MM-DD)")
     p.add_argument("--risk", choices=["green", "yellow", "red"])
-    p.add_argument("--returnee", action="store_true", help="returned from elsewhere")
+    p.add_argument("--returnee", action="store_true",
+                   help="returned from elsewhere: 14 days of home observation from --arrival (default today)")
+    p.add_argument("--arrival", type=_day, help="the returnee's arrival date (YYYY-MM-DD)")
     p.add_argument("person_id")
     p = _parser(person_actions, "observe", "start or end (--until none) a home observation period",
-                "checkpoint registry person observe --site site-1 --until 2026-02-14 p-001", run_person_observe)
+                "checkpoint registry person observe --site site-1 --until 2026-02-14 p-001", run_person_observe, changes=True)
     p.add_argument("--site", required=True)
     p.add_argument("--until", required=True, help="YYYY-MM-DD, or 'none' to end it")
     p.add_argument("--risk", choices=["green", "yellow", "red"])
     p.add_argument("person_id")
 
     p = _parser(actions, "revoke-pass", "revoke a pass at a site's gates",
-                "checkpoint registry revoke-pass --site site-1 --reason lost ps-123", run_revoke_pass)
+                "checkpoint registry revoke-pass --site site-1 --reason lost ps-123", run_revoke_pass, changes=True)
     p.add_argument("--site", required=True)
     p.add_argument("--reason", default="")
     p.add_argument("pass_id")
@@ -128,14 +172,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                              epilog="example: checkpoint registry key add --site site-1 --pub keys/issuer.pub")
     key_actions = key.add_subparsers(dest="key_action", metavar="ACTION", required=True)
     p = _parser(key_actions, "add", "publish an issuer public key to a site's gates (site * for all)",
-                "checkpoint registry key add --site site-1 --pub keys/issuer.pub", run_key_add)
+                "checkpoint registry key add --site site-1 --pub keys/issuer.pub", run_key_add, changes=True)
     p.add_argument("--site", required=True)
     p.add_argument("--pub", required=True, type=Path, help="the issuer.pub PEM file")
 
     p = _parser(actions, "policy", "publish a site's policy document (JSON with an integer version)",
-                "checkpoint registry policy --site site-1 --file policy.json", run_policy)
+                "checkpoint registry policy --site site-1 --file policy.json", run_policy, changes=True)
     p.add_argument("--site", required=True)
     p.add_argument("--file", required=True, type=Path)
+
+    from gateway.commands import people_cmd
+
+    people_cmd.register(actions, _parser)
 
     report = actions.add_parser("report", help="reports for the street office", description="Reports.",
                                 epilog="example: checkpoint registry report daily --site site-1 --date 2026-02-01")
@@ -149,18 +197,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="write to this file instead of stdout")
 
 
-def _db(args):
+def _db(args, *, existing: bool = False):
+    """The registry database, migrated. `existing=True` (commands that only
+    read) refuses a missing SQLite file or a database that is not a registry,
+    instead of creating an empty one."""
     from sync.server.db import open_database
     from sync.server.schema import migrate
+    from gateway.cli import CliError
 
+    if getattr(args, "changes", False):
+        args.by = (args.by or os.environ.get("CHECKPOINT_OPERATOR") or "").strip()
+    if getattr(args, "changes", False) and not args.by:
+        raise CliError("say who makes this change: --by NAME (or set CHECKPOINT_OPERATOR); "
+                       "it goes into the audit log", 2)
+    if existing:
+        _check_exists(args.db)
     try:
         db = open_database(args.db)
     except ValueError as exc:
-        from gateway.cli import CliError
-
         raise CliError(str(exc), 2) from None
+    if existing:
+        from sqlalchemy import inspect
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with db.engine.connect() as conn:
+                is_registry = inspect(conn).has_table("meta") and inspect(conn).has_table("registry_changes")
+        except SQLAlchemyError as exc:
+            db.dispose()
+            raise CliError(f"{args.db}: cannot open: {str(exc).splitlines()[0]}", 2) from None
+        if not is_registry:
+            db.dispose()
+            raise CliError(f"{args.db}: not a registry database (no registry tables); check --db", 2)
     migrate(db)
     return db
+
+
+def _check_exists(url: str) -> None:
+    from gateway.cli import CliError
+
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):].split("?", 1)[0]
+        if path in ("", ":memory:") or not Path(path).is_file():
+            raise CliError(f"{url}: no such database file; check --db (nothing was created)", 2)
+
+
+def _by(args) -> str:
+    return args.by.strip()
 
 
 def _fail(exc: Exception):
@@ -175,7 +258,16 @@ def run_serve(args) -> int:
     from sync.server import create_app
 
     db = _db(args)
-    app = create_app(db=db, retention_days=args.retention_days)
+    from sync.server.issuing import IssuingError, load_passphrase
+
+    try:
+        passphrase = load_passphrase(args.issuer_passphrase_file)
+    except IssuingError as exc:
+        _fail(exc)
+    if passphrase is None:
+        print("registry: no issuer passphrase (--issuer-passphrase-file or $CHECKPOINT_ISSUER_PASSPHRASE): "
+              "the staff pages cannot issue passes", file=sys.stderr)
+    app = create_app(db=db, retention_days=args.retention_days, issuer_passphrase=passphrase)
     print(f"registry: serving {args.db} on http://{args.host}:{args.port} (API docs at /api/docs); "
           f"health data kept {args.retention_days} days", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
@@ -199,7 +291,7 @@ def run_gate_add(args) -> int:
     from sync.server import auth
 
     try:
-        gate, token = auth.add_gate(_db(args), args.site, args.name)
+        gate, token = auth.add_gate(_db(args), args.site, args.name, by=_by(args))
     except auth.EnrolmentError as exc:
         _fail(exc)
     print(f"enrolled gate {gate.name} (id {gate.id}) at site {gate.site_id}; its token follows, "
@@ -212,7 +304,7 @@ def run_gate_revoke(args) -> int:
     from sync.server import auth
 
     try:
-        gate = auth.revoke_gate(_db(args), args.site, args.name)
+        gate = auth.revoke_gate(_db(args), args.site, args.name, by=_by(args))
     except auth.EnrolmentError as exc:
         _fail(exc)
     print(f"revoked gate {gate.name} (id {gate.id}) at site {gate.site_id}")
@@ -222,17 +314,59 @@ def run_gate_revoke(args) -> int:
 def run_gate_list(args) -> int:
     from sync.server import auth
 
-    for row in auth.list_gates(_db(args), args.site):
+    for row in auth.list_gates(_db(args, existing=True), args.site):
         print(json.dumps(row, default=str, ensure_ascii=False))
     return 0
+
+
+def _password(args, *, required: bool) -> str | None:
+    import getpass
+
+    if args.password_file:
+        try:
+            lines = args.password_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"{args.password_file}: cannot read: {exc}")
+        if not lines or not lines[0]:
+            _fail(f"{args.password_file}: the first line (the password) is empty")
+        return lines[0]
+    if not sys.stdin.isatty():
+        if required:
+            _fail("no terminal to ask for the password: use --password-file FILE")
+        return None
+    first = getpass.getpass("password (8 or more characters): ")
+    if first != getpass.getpass("again: "):
+        _fail("the two passwords differ")
+    return first
 
 
 def run_staff_add(args) -> int:
     from sync.server import auth
 
-    member, token = auth.add_staff(_db(args), args.name)
-    print(f"staff member {member.name} (id {member.id}); token follows, shown only this once", file=sys.stderr)
+    db = _db(args)
+    password = _password(args, required=False)
+    try:
+        member, token = auth.add_staff(db, args.name, role=args.role, sites=args.site, offices=args.office,
+                                       password=password, by=_by(args))
+    except auth.EnrolmentError as exc:
+        _fail(exc)
+    scope = ", ".join(args.site or [f"office {o}" for o in args.office])
+    login = "can log in to the pages" if password else "has no page password yet (staff passwd)"
+    print(f"staff account {member.name} (id {member.id}), {member.role} at {scope}; {login}; "
+          "its API token follows, shown only this once", file=sys.stderr)
     print(token)
+    return 0
+
+
+def run_staff_passwd(args) -> int:
+    from sync.server import auth
+
+    db = _db(args)
+    try:
+        auth.set_password(db, args.name, _password(args, required=True), by=_by(args))
+    except auth.EnrolmentError as exc:
+        _fail(exc)
+    print(f"password of {args.name} set; their open sessions ended", file=sys.stderr)
     return 0
 
 
@@ -240,20 +374,54 @@ def run_staff_revoke(args) -> int:
     from sync.server import auth
 
     try:
-        auth.revoke_staff(_db(args), args.name)
+        auth.revoke_staff(_db(args), args.name, by=_by(args))
     except auth.EnrolmentError as exc:
         _fail(exc)
     print(f"revoked staff member {args.name}")
     return 0
 
 
+def run_staff_list(args) -> int:
+    from sync.server import auth
+
+    for row in auth.list_staff(_db(args, existing=True)):
+        print(json.dumps(row, default=str, ensure_ascii=False))
+    return 0
+
+
+def run_site_add(args) -> int:
+    from sync.server.sites import SiteError, add_site
+
+    try:
+        row = add_site(_db(args), args.site_id, name=args.name, street_office=args.office, by=_by(args))
+    except SiteError as exc:
+        _fail(exc)
+    print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def run_site_list(args) -> int:
+    from sync.server.sites import known_sites, site_rows
+
+    db = _db(args, existing=True)
+    rows = site_rows(db)
+    for site_id in known_sites(db):
+        print(json.dumps({"site_id": site_id, **rows.get(site_id, {"name": "", "street_office": None})},
+                         ensure_ascii=False))
+    return 0
+
+
 def run_person_add(args) -> int:
     from sync.server import registry
 
+    if args.returnee and args.observation_until is None:
+        from sync.server.people import observation_end, today_in_china
+
+        args.observation_until = observation_end(args.arrival or today_in_china())
     try:
         payload = registry.add_person(_db(args), args.site, args.person_id, name=args.name, unit=args.unit,
                                       status=args.status, observation_until=args.observation_until,
-                                      risk=args.risk, returnee=args.returnee, by="cli")
+                                      risk=args.risk, returnee=args.returnee, by=_by(args))
     except registry.RegistryError as exc:
         _fail(exc)
     print(json.dumps({"person_id": args.person_id, **payload}, ensure_ascii=False))
@@ -265,7 +433,7 @@ def run_person_observe(args) -> int:
 
     until = None if args.until.lower() == "none" else _day(args.until)
     try:
-        payload = registry.set_observation(_db(args), args.site, args.person_id, until, risk=args.risk, by="cli")
+        payload = registry.set_observation(_db(args), args.site, args.person_id, until, risk=args.risk, by=_by(args))
     except registry.RegistryError as exc:
         _fail(exc)
     print(json.dumps({"person_id": args.person_id, **payload}, ensure_ascii=False))
@@ -275,7 +443,7 @@ def run_person_observe(args) -> int:
 def run_revoke_pass(args) -> int:
     from sync.server import registry
 
-    payload = registry.revoke_pass(_db(args), args.site, args.pass_id, args.reason, by="cli")
+    payload = registry.revoke_pass(_db(args), args.site, args.pass_id, args.reason, by=_by(args))
     print(json.dumps({"pass_id": args.pass_id, **payload}, ensure_ascii=False))
     return 0
 
@@ -288,7 +456,7 @@ def run_key_add(args) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"{args.pub}: cannot read: {exc}")
     try:
-        kid = registry.add_key(_db(args), args.site, pem, by="cli")
+        kid = registry.add_key(_db(args), args.site, pem, by=_by(args))
     except registry.RegistryError as exc:
         _fail(f"{args.pub}: {exc}")
     print(json.dumps({"kid": kid, "site": args.site}))
@@ -305,7 +473,7 @@ def run_policy(args) -> int:
     if not isinstance(document, dict):
         _fail(f"{args.file}: a policy document is a JSON object")
     try:
-        version = registry.set_policy(_db(args), args.site, document, by="cli")
+        version = registry.set_policy(_db(args), args.site, document, by=_by(args))
     except registry.RegistryError as exc:
         _fail(f"{args.file}: {exc}")
     print(json.dumps({"site": args.site, "version": version}))
@@ -313,18 +481,25 @@ def run_policy(args) -> int:
 
 
 def run_report_daily(args) -> int:
-    from sync.server.reports import ReportError, daily_report, report_csv, report_xlsx
+    from sync.server import exports
+    from sync.server.daily import site_daily, site_daily_csv_rows, site_daily_sheets
+    from sync.server.reports import ReportError
+    from sync.server.sites import known_sites
 
+    db = _db(args, existing=True)
+    sites = known_sites(db)
+    if args.site not in sites:
+        _fail(f"unknown site {args.site!r}; this registry has: {', '.join(sites) or 'no sites yet'}")
     try:
-        report = daily_report(_db(args), args.site, args.date, args.tz)
+        report = site_daily(db, args.site, args.date, args.tz)
     except ReportError as exc:
         _fail(exc)
     if args.format == "json":
-        data = (json.dumps(report, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+        data = (json.dumps(report, ensure_ascii=False, indent=2, default=str) + "\n").encode("utf-8")
     elif args.format == "csv":
-        data = report_csv(report).encode("utf-8")
+        data = exports.to_csv(*site_daily_csv_rows(report))
     else:
-        data = report_xlsx(report)
+        data = exports.to_xlsx(site_daily_sheets(report))
         if args.out is None and sys.stdout.isatty():
             _fail("xlsx is binary: use --out FILE or redirect stdout")
     if args.out:

@@ -6,7 +6,8 @@ Gate endpoints (bearer token from `checkpoint registry gate add`):
     GET  /api/v1/sites/{site}/registry/snapshot     paged current state
 Staff endpoints (bearer token from `checkpoint registry staff add`) under
 /api/v1/staff/...: people, observation, revocations, keys, policy, visitor
-cases, fever alerts, daily report.
+cases, fever alerts, daily report. Each checks the account's role and sites.
+Staff pages (password log-in) live under /registry (sync.server.web).
     GET  /api/v1/time                               server time (no auth)
 
 Every response carries `X-Server-Time`. Bodies over 1 MiB get 413, malformed
@@ -38,7 +39,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import protocol as p
-from sync.server import auth, registry
+from sync.server import auth, people_api, registry, web
+from sync.server.web import site_guard
 from sync.server.db import DEFAULT_DB_URL, Database, open_database
 from sync.server.ingest import Gap, StreamForbidden, ingest
 from sync.server.ratelimit import RateLimiter
@@ -183,7 +185,8 @@ class ChangeOut(BaseModel):
 
 def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate_rate: float = 50.0,
                gate_burst: float = 100.0, global_rate: float = 2000.0, global_burst: float = 4000.0,
-               retention_days: int = DEFAULT_RETENTION_DAYS, purge_interval_s: float = PURGE_INTERVAL_S) -> FastAPI:
+               retention_days: int = DEFAULT_RETENTION_DAYS, purge_interval_s: float = PURGE_INTERVAL_S,
+               issuer_passphrase: bytes | None = None) -> FastAPI:
     """The registry server. Migrates the database on creation.
 
     While it runs (under an ASGI lifespan) health data older than
@@ -208,7 +211,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
             wake.set()
             await task  # a running purge stops after its current batch
 
-    app = FastAPI(title="Gate checkpoint registry", version="1", docs_url="/api/docs",
+    app = FastAPI(title="Gate checkpoint registry", version="1", docs_url=None,
                   openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan)
     app.state.retention_days = retention_days
     app.state.db = db
@@ -391,9 +394,14 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
             refuse(409, "conflict", str(exc))
 
     staff_prefix = f"{p.API_PREFIX}/staff/sites/{{site_id}}"
+    # Every staff endpoint checks role and site on each call (site_guard).
+    # Residents, passes, visitor cases and policy: admins and community
+    # workers; issuer keys: admins only (site "*": a global admin).
+    REGISTRY_EDITORS = ("admin", "worker")
 
     @app.post(f"{staff_prefix}/people", response_model=ChangeOut, tags=["staff"])
     def staff_add_person(site_id: SitePath, body: PersonIn, who: StaffDep):
+        site_guard(who, site_id, change=True, roles=REGISTRY_EDITORS)
         data = body.model_dump()
         person_id = data.pop("person_id")
         result = staff_call(registry.add_person, db, site_id, person_id, by=who.name, **data)
@@ -401,51 +409,67 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
 
     @app.put(f"{staff_prefix}/people/{{person_id}}/observation", response_model=ChangeOut, tags=["staff"])
     def staff_observation(site_id: SitePath, person_id: IdPath, body: ObservationIn, who: StaffDep):
+        site_guard(who, site_id, change=True, roles=REGISTRY_EDITORS)
         result = staff_call(registry.set_observation, db, site_id, person_id, body.until,
                             risk=body.risk, returnee=body.returnee, by=who.name)
         return {"result": result}
 
     @app.post(f"{staff_prefix}/revocations", response_model=ChangeOut, tags=["staff"])
     def staff_revoke(site_id: SitePath, body: RevocationIn, who: StaffDep):
+        site_guard(who, site_id, change=True, roles=REGISTRY_EDITORS)
         return {"result": staff_call(registry.revoke_pass, db, site_id, body.pass_id, body.reason, by=who.name)}
 
     @app.post(f"{staff_prefix}/keys", response_model=ChangeOut, tags=["staff"])
     def staff_key(site_id: SitePath, body: KeyIn, who: StaffDep):
+        site_guard(who, site_id, change=True, roles=("admin",))
         return {"result": staff_call(registry.add_key, db, site_id, body.public_pem, by=who.name)}
 
     @app.put(f"{staff_prefix}/policy", response_model=ChangeOut, tags=["staff"])
     def staff_policy(site_id: SitePath, body: PolicyIn, who: StaffDep):
+        site_guard(who, site_id, change=True, roles=REGISTRY_EDITORS)
         return {"result": staff_call(registry.set_policy, db, site_id, body.document, by=who.name)}
 
     @app.post(f"{staff_prefix}/visitor-cases", response_model=ChangeOut, tags=["staff"])
     def staff_visitor_case(site_id: SitePath, body: VisitorCaseIn, who: StaffDep):
+        site_guard(who, site_id, change=True, roles=REGISTRY_EDITORS)
         data = body.model_dump()
         case_id = data.pop("case_id")
         return {"result": staff_call(registry.add_visitor_case, db, site_id, case_id, by=who.name, **data)}
 
     @app.delete(f"{staff_prefix}/registry/{{entity}}/{{entity_id}}", response_model=ChangeOut, tags=["staff"])
     def staff_remove(site_id: SitePath, entity: IdPath, entity_id: IdPath, who: StaffDep):
+        site_guard(who, site_id, change=True, roles=("admin",) if entity == "key" else REGISTRY_EDITORS)
         return {"change_seq": staff_call(registry.remove, db, site_id, entity, entity_id, by=who.name)}
 
     @app.get(f"{staff_prefix}/alerts", tags=["staff"])
     def staff_alerts(site_id: SitePath, who: StaffDep,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 200):
+        site_guard(who, site_id, change=False)
         return {"alerts": registry.open_alerts(db, site_id, limit), "server_time": _now_iso()}
 
     @app.post(f"{p.API_PREFIX}/staff/alerts/{{alert_id}}/ack", tags=["staff"])
     def staff_ack(alert_id: Annotated[int, Path(ge=1, le=2**62)], who: StaffDep):
-        return {"alert": staff_call(registry.acknowledge_alert, db, alert_id, who.name), "server_time": _now_iso()}
+        site = registry.alert_site(db, alert_id)
+        if site is None or not who.can_read(site):
+            refuse(404, "not_found", f"no alert {alert_id}")
+        site_guard(who, site, change=True)
+        return {"alert": staff_call(registry.acknowledge_alert, db, alert_id, who.name, site_id=site),
+                "server_time": _now_iso()}
 
     @app.get(f"{staff_prefix}/reports/daily", tags=["staff"])
     def staff_daily(site_id: SitePath, day: Annotated[date, Query(alias="date")], who: StaffDep,
                     tz: Annotated[str, Query(max_length=64)] = "Asia/Shanghai"):
-        from sync.server.reports import ReportError, daily_report
+        site_guard(who, site_id, change=False)
+        from sync.server.daily import site_daily
+        from sync.server.reports import ReportError
 
         try:
-            return daily_report(db, site_id, day, tz)
+            return site_daily(db, site_id, day, tz)
         except ReportError as exc:
             refuse(422, "invalid", str(exc))
 
+    web.install(app)  # staff pages under /registry, offline /api/docs; after the JSON error handlers
+    people_api.install(app, issuer_passphrase)  # residents, imports, passes, site policy (pages + API)
     return app
 
 

@@ -100,9 +100,7 @@ def signing_key(db: Database, conn, site_id: str, passphrase: bytes | None, by: 
                                   serialization.BestAvailableEncryption(passphrase)).decode("ascii")
     conn.execute(issuer_keys.insert().values(site_id=site_id, kid=kid, public_pem=pem,
                                              private_pem_encrypted=encrypted, created_at=_now(), created_by=by))
-    registry.record_change(db, conn, site_id, "key", kid, "upsert", {"public_pem": pem}, by)
-    _audit(conn, actor=by, action="issuer_key.create", site_id=site_id, entity="key", entity_id=kid,
-           before=None, after={"kid": kid})
+    registry.record_change(db, conn, site_id, "key", kid, "upsert", {"public_pem": pem}, by)  # audited there
     return key
 
 
@@ -199,10 +197,10 @@ def _revoke_in(db: Database, conn, site_id: str, pass_ids: list[str], reason: st
             continue
         conn.execute(passes.update().where(passes.c.pass_id == pass_id)
                      .values(revoked_at=now, revoked_by=by, revoke_reason=reason))
+        # Audited by record_change (entity "revocation", the pass id, the reason).
         registry.record_change(db, conn, site_id, "revocation", pass_id, "upsert",
-                               {"reason": reason, "revoked_at": now.isoformat(timespec="seconds")}, by)
-        _audit(conn, actor=by, action="pass.revoke", site_id=site_id, entity="pass", entity_id=pass_id,
-               before={"revoked": False}, after={"revoked": True, "reason": reason, "person_id": row.person_id})
+                               {"reason": reason, "revoked_at": now.isoformat(timespec="seconds"),
+                                "person_id": row.person_id}, by)
         done.append(pass_id)
     return done
 

@@ -55,6 +55,10 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def today_in_china() -> date:
+    return datetime.now(timezone(timedelta(hours=8))).date()
+
+
 def observation_end(arrival: date) -> date:
     """Last day of home observation for someone who arrived on `arrival`:
     the arrival day, then 14 full days ("到京后…观察14天")."""
@@ -168,10 +172,8 @@ def _audit_value(row: dict | None) -> dict | None:
 
 
 def _audit(conn, *, actor, action, site_id, entity, entity_id, before, after) -> None:
-    try:
-        from sync.server import audit
-    except ImportError:  # TEMPORARY until the reg-staff merge brings part A's audit module
-        return
+    from sync.server import audit
+
     audit.record(conn, actor=actor, action=action, site_id=site_id, entity=entity, entity_id=entity_id,
                  before=before, after=after)
 
@@ -264,11 +266,13 @@ def write(db: Database, conn, site_id: str, changes: list[tuple[dict | None, dic
     registry.record_changes(db, conn, site_id, "person",
                             [(row["person_id"], "upsert", gate_payload(row)) for _, row in changes], by)
     for before, row in changes:
-        after = _audit_value(row)
+        # "person.upsert", as registry.record_change audits a person (the daily
+        # report reads returnees from it); `via` says which page, import or command.
+        after = {**_audit_value(row), "via": action}
         if reason:
-            after = {**after, "reason": reason}
-        _audit(conn, actor=by, action=action, site_id=site_id, entity="person", entity_id=row["person_id"],
-               before=_audit_value(before), after=after)
+            after["reason"] = reason
+        _audit(conn, actor=by, action="person.upsert", site_id=site_id, entity="person",
+               entity_id=row["person_id"], before=_audit_value(before), after=after)
 
 
 def save(db: Database, conn, site_id: str, fields: dict, *, by: str, person_id: str | None = None,
@@ -337,7 +341,7 @@ class Filters:
 def search(db: Database, site_id: str, filters: Filters = Filters(), *, today: date | None = None,
            limit: int = 200, offset: int = 0) -> tuple[list[dict], int]:
     """People matching the filters, ordered by address: (page, total)."""
-    today = today or datetime.now(timezone(timedelta(hours=8))).date()
+    today = today or today_in_china()
     c = people.c
     where = [c.site_id == site_id]
     if filters.building:

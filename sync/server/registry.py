@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, text, tuple_
 
+from sync.server import audit
 from sync.server.db import Database
 from sync.server.schema import alerts, meta, registry_changes, registry_state
 
@@ -74,6 +75,8 @@ def record_change(db: Database, conn, site_id: str, entity: str, entity_id: str,
     if db.is_postgres:
         conn.execute(text("LOCK TABLE registry_changes IN SHARE ROW EXCLUSIVE MODE"))
     body = json.dumps(payload, ensure_ascii=False, sort_keys=True) if payload is not None else None
+    audit.record(conn, actor=by or "unknown", action=f"{entity}.{op}", site_id=site_id, entity=entity,
+                 entity_id=entity_id, before=_current(conn, site_id, entity, entity_id), after=payload)
     seq = conn.execute(
         registry_changes.insert().values(
             site_id=site_id, entity=entity, entity_id=entity_id, op=op, payload=body,
@@ -306,14 +309,19 @@ def open_alerts(db: Database, site_id: str, limit: int = 200) -> list[dict]:
     return [_alert_dict(r) for r in rows]
 
 
-def acknowledge_alert(db: Database, alert_id: int, by: str) -> dict:
+def acknowledge_alert(db: Database, alert_id: int, by: str, *, site_id: str | None = None) -> dict:
+    """Acknowledge an open alert (audited). With `site_id`, an alert of
+    another site is "no alert", so a scoped caller cannot reach it."""
     with db.write() as conn:
         row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
-        if row is None:
+        if row is None or (site_id is not None and row.site_id != site_id):
             raise RegistryError(f"no alert {alert_id}")
         if row.acknowledged_at is None:
             conn.execute(alerts.update().where(alerts.c.id == alert_id)
                          .values(acknowledged_at=_now(), acknowledged_by=by))
+            audit.record(conn, actor=by, action="alert.ack", site_id=row.site_id, entity="alert",
+                         entity_id=str(alert_id), before={"acknowledged_at": None},
+                         after={"acknowledged_by": by})
         row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()
     return _alert_dict(row)
 
@@ -328,3 +336,9 @@ def _alert_dict(row) -> dict:
                 value = value.replace(tzinfo=timezone.utc)
             data[key] = value.isoformat()
     return data
+
+
+def alert_site(db: Database, alert_id: int) -> str | None:
+    """The site of an alert, or None if there is no such alert."""
+    with db.read() as conn:
+        return conn.execute(select(alerts.c.site_id).where(alerts.c.id == alert_id)).scalar()

@@ -270,7 +270,88 @@ import_jobs = Table(
     Column("finished_at", Timestamp),
 )
 
-_NOT_EVENTS = [t for t in metadata.sorted_tables if t is not events]
+# --- reg-staff: accounts, sessions, audit (created by _v_reg_staff_accounts) ---------
+
+# A staff member's role and password (argon2 hash), one row per `staff` row.
+staff_accounts = Table(
+    "staff_accounts",
+    metadata,
+    Column("staff_id", BigInteger, primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("password_hash", String(200)),
+)
+
+# A community (site) and the street office it reports to.
+sites = Table(
+    "sites",
+    metadata,
+    Column("site_id", String(64), primary_key=True),
+    Column("name", String(100), nullable=False, default=""),
+    Column("street_office", String(64)),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+# What an account may see: kind 'site' (a site id, or '*' for every site) or
+# kind 'office' (every site of that street office).
+staff_scopes = Table(
+    "staff_scopes",
+    metadata,
+    Column("staff_id", BigInteger, primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("value", String(64), primary_key=True),
+)
+
+# Page log-ins. Only the SHA-256 of the cookie's random id is stored.
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("staff_id", BigInteger, nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+)
+
+# Failed log-ins per account ('account:NAME') and for the whole server
+# ('global'); kept in the database so a restart does not reset them.
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_start", Timestamp, nullable=False),
+    Column("locked_until", Timestamp),
+)
+
+# Who changed what, when, from what to what.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("site_id", String(64)),
+    Column("entity", String(32), nullable=False),
+    Column("entity_id", String(128), nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Index("ix_audit_site_at", "site_id", "at"),
+)
+
+# Staff follow-up notes on a fever alert (the board's "处置" column).
+alert_followups = Table(
+    "alert_followups",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, nullable=False, index=True),
+    Column("at", Timestamp, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+_REG_STAFF_TABLES = {staff_accounts, sites, staff_scopes, staff_sessions, login_throttle, audit, alert_followups}
+_NOT_EVENTS = [t for t in metadata.sorted_tables if t is not events and t not in _REG_STAFF_TABLES]
 
 _PG_EVENTS_DDL = """
 CREATE TABLE events (
@@ -310,6 +391,18 @@ def _v1(db: Database, conn) -> None:
     conn.execute(text("CREATE INDEX ix_events_unanchored ON events (boot_id) WHERE time_source = 'unknown'"))
 
 
+def _v_reg_staff_accounts(db: Database, conn) -> None:
+    """Staff roles, site scopes, street offices, password sessions, login
+    throttling, the audit log and staff follow-ups of fever alerts.
+
+    Staff tokens made before this migration were all-powerful; they become
+    global administrators so nothing that worked stops working.
+    """
+    metadata.create_all(conn, tables=sorted(_REG_STAFF_TABLES, key=lambda t: t.name))
+    conn.execute(text("INSERT INTO staff_accounts (staff_id, role) SELECT id, 'admin' FROM staff"))
+    conn.execute(text("INSERT INTO staff_scopes (staff_id, kind, value) SELECT id, 'site', '*' FROM staff"))
+
+
 def _v_reg_people_registry(db: Database, conn) -> None:
     """Residents, issuer keys, issued passes and import jobs; existing persons copied in."""
     import json
@@ -323,13 +416,13 @@ def _v_reg_people_registry(db: Database, conn) -> None:
         name = str(data.get("name") or person_id)[:64]
         until = data.get("observation_until")
         conn.execute(people.insert().values(
-            site_id=site_id, person_id=person_id, name=name, phone="", building="", unit=str(data.get("unit") or "")[:16],
+            site_id=site_id, person_id=person_id, name=name, phone="", building="", unit=str(data.get("unit") or "")[:32],
             room="", kind="resident", status=data.get("status") or "active", returnee=bool(data.get("returnee")),
             observation_until=date.fromisoformat(until) if until else None, risk=data.get("risk"),
             natural_key=f"id:{person_id}", updated_at=now, updated_by="migration"))
 
 
-MIGRATIONS = [_v1, _v_reg_people_registry]
+MIGRATIONS = [_v1, _v_reg_staff_accounts, _v_reg_people_registry]
 
 
 def migrate(db: Database) -> int:

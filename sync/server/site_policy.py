@@ -108,10 +108,7 @@ def publish(db: Database, site_id: str, form: dict[str, Any], *, by: str,
         document, errors = validate(site_id, base, form)
         if errors:
             return None, errors
-        registry.record_change(db, conn, site_id, "policy", site_id, "upsert", document, by)
-        _audit(conn, actor=by, action="policy.publish", site_id=site_id, entity="policy", entity_id=site_id,
-               before={k: base.get(k) for k in (*FORM_FIELDS, "version") if k in base},
-               after={k: document.get(k) for k in (*FORM_FIELDS, "version") if k in document})
+        registry.record_change(db, conn, site_id, "policy", site_id, "upsert", document, by)  # audited there
     return document, {}
 
 

@@ -1,12 +1,86 @@
-"""Fixtures for the registry's staff side: each test runs on SQLite and PostgreSQL."""
+"""Fixtures for the registry pages: an app on SQLite and PostgreSQL (the sync
+tests' db_url), staff accounts of every role, and a logged-in client."""
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import pytest
 
-from sync.server import open_database
-from sync.server.schema import migrate
-from tests.sync.conftest import db_url, server  # noqa: F401  (the same databases as the sync tests)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from sync.server import auth, create_app, open_database
+from sync.server.sites import add_site
+from tests.sync.conftest import db_url  # noqa: F401  (the fixture, re-exported)
+
+PASSWORD = "correct horse 1"
+# name -> (role, sites, offices)
+ACCOUNTS = {
+    "admin-all": ("admin", ["*"], []),
+    "admin-a": ("admin", ["site-a"], []),
+    "worker-a": ("worker", ["site-a"], []),
+    "guard-a": ("guard_supervisor", ["site-a"], []),
+    "inspector-a": ("inspector", ["site-a"], []),
+    "officer-east": ("street_officer", [], ["east-office"]),
+}
+
+
+@pytest.fixture
+def registry_app(db_url):  # noqa: F811
+    """(db, app, tokens by account name). Sites a and b are under the east
+    street office, site c under the west one."""
+    db = open_database(db_url)
+    app = create_app(db=db)
+    add_site(db, "site-a", name="阳光小区", street_office="east-office", by="setup")
+    add_site(db, "site-b", name="和平小区", street_office="east-office", by="setup")
+    add_site(db, "site-c", name="西城小区", street_office="west-office", by="setup")
+    tokens = {}
+    for name, (role, sites, offices) in ACCOUNTS.items():
+        tokens[name] = auth.add_staff(db, name, role=role, sites=sites, offices=offices, password=PASSWORD,
+                                      by="setup")[1]
+    try:
+        yield db, app, tokens
+    finally:
+        db.dispose()
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def log_in(client: TestClient, name: str, password: str = PASSWORD):
+    form = client.get("/registry/login")
+    return client.post("/registry/login", data={"name": name, "password": password, "csrf_token": csrf_of(form.text),
+                                                "next": "/registry/"}, follow_redirects=False)
+
+
+@pytest.fixture
+def login_as(registry_app):
+    """login_as(name) -> a TestClient with that account's session."""
+    _db, app, _tokens = registry_app
+    clients = []
+
+    def make(name: str) -> TestClient:
+        client = TestClient(app)
+        clients.append(client)
+        response = log_in(client, name)
+        assert response.status_code == 303, response.text
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+# --- reg-people: residents, passes, imports ---------------------------------------------
+
+from sync.server.schema import migrate  # noqa: E402
+from tests.sync.conftest import server  # noqa: E402,F401  (a ServerThread on db_url)
 
 PASSPHRASE = b"correct horse battery staple"
 

@@ -14,6 +14,12 @@ from sync.server import auth, open_database
 from sync.server.db import DEFAULT_DB_URL
 
 
+@pytest.fixture(autouse=True)
+def operator(monkeypatch):
+    # Changing commands need a name for the audit log (--by or this).
+    monkeypatch.setenv("CHECKPOINT_OPERATOR", "测试员")
+
+
 @pytest.fixture
 def db_arg(tmp_path):
     return ["--db", f"sqlite:///{tmp_path / 'reg.db'}"]
@@ -80,19 +86,20 @@ def test_staff_seed_commands(capsys, db_arg, tmp_path):
 
 
 def test_daily_report_formats_and_zero_report(capsys, db_arg, tmp_path):
+    assert run(capsys, "registry", "site", "add", *db_arg, "site-1")[0] == 0
     base = ["registry", "report", "daily", *db_arg, "--site", "site-1", "--date", "2026-02-01"]
     code, out, _ = run(capsys, *base)
     report = json.loads(out)
     assert code == 0 and report["zero_report"] is True and report["totals"]["decisions"] == 0
     code, out, _ = run(capsys, *base, "--format", "csv")
-    rows = list(csv.reader(io.StringIO(out)))
-    assert ["zero_report", "true"] in rows
+    rows = list(csv.reader(io.StringIO(out.lstrip("\ufeff"))))
+    assert ["零报告", "是"] in rows
     out_file = tmp_path / "day.xlsx"
     assert run(capsys, *base, "--format", "xlsx", "--out", str(out_file))[0] == 0
     from openpyxl import load_workbook
 
     sheet = load_workbook(out_file).worksheets[0]
-    assert [c.value for c in sheet[3]][:2] == ["零报告 zero report", "是 yes"]
+    assert [c.value for c in sheet[4]][:2] == ["零报告", "是"]
     with pytest.raises(SystemExit) as exit_:
         main(["registry", "report", "daily", *db_arg, "--site", "s", "--date", "2026-13-01"])
     assert exit_.value.code == 2 and "not a date" in capsys.readouterr().err

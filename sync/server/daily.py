@@ -1,0 +1,246 @@
+"""The daily report (日报告 / 零报告) of one community, and the street
+office's summary across its communities.
+
+`site_daily` extends `reports.daily_report` (whose keys stay as they were)
+with what the street office asks for each day:
+- entries and exits counted apart (admitted decisions and overrides by
+  direction);
+- refusals by reason (each denied decision counted once per reason code);
+- fever cases: people, not readings. Alerts of the day are grouped by person
+  (person id, else pass id, else the alert itself), with the gate's readings,
+  acknowledgement and the staff follow-ups;
+- hand-recorded fevers: a visitor or guard temperature written in a ledger
+  at or above the threshold (the kiosk's hundredths rule, `is_fever`);
+- visitors; returnees registered that day (from the audit log: a person
+  upserted with returnee true who was not one before); people under home
+  observation that day (observation_until on or after the day);
+- `zero_report`: true when there was no fever case and no hand-recorded
+  fever: the explicit "零报告".
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.thermometry import is_fever
+from sync.server import boards
+from sync.server.db import Database
+from sync.server.reports import DEFAULT_TZ, daily_report
+from sync.server.schema import audit, events, registry_state
+from sync.server.sites import site_rows, sites_of_office
+
+DEFAULT_THRESHOLD_C = 37.3
+
+REASON_LABELS = {
+    "fever": "体温异常", "no_reading": "未测得体温", "reading_out_of_range": "测温读数不合理",
+    "sensor_fault": "测温仪故障", "no_credential": "无通行证", "malformed": "通行证无法识别",
+    "bad_signature": "通行证签名无效", "unknown_issuer": "通行证签发方未知", "expired": "通行证过期",
+    "not_yet_valid": "通行证未生效", "revoked": "通行证已作废", "wrong_site": "非本小区通行证",
+    "moved_out": "已搬离", "under_observation": "居家观察期", "passback": "重复进出",
+    "health_code_red": "健康码红码", "health_code_yellow": "健康码黄码", "health_code_missing": "未出示健康码",
+    "registry_stale": "登记信息未同步", "internal_error": "系统故障", "visitor": "外来人员",
+    "visitor_policy": "禁止外来人员", "visitor_record": "访客未登记", "ambient_warning": "环境温度异常",
+}
+
+
+def reason_label(code: str) -> str:
+    return REASON_LABELS.get(code, code)
+
+
+def _payload(text: str | None) -> dict:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _threshold(db: Database, site_id: str) -> float:
+    """The site's policy threshold if its policy document names one, else 37.3."""
+    with db.read() as conn:
+        row = conn.execute(select(registry_state.c.payload).where(
+            registry_state.c.site_id == site_id, registry_state.c.entity == "policy")).first()
+    value = _payload(row.payload if row else None).get("threshold_c")
+    return float(value) if isinstance(value, (int, float)) and 35 <= value <= 40 else DEFAULT_THRESHOLD_C
+
+
+def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> dict[str, Any]:
+    report = daily_report(db, site_id, day, tz)  # validates tz and day
+    lo, hi = boards.day_bounds(day, tz)
+    threshold = _threshold(db, site_id)
+    with db.read() as conn:
+        passages = conn.execute(
+            select(events.c.kind, events.c.decision, events.c.payload)
+            .where(events.c.site_id == site_id, events.c.kind.in_(("decision", "override")),
+                   events.c.event_time_ns >= lo, events.c.event_time_ns < hi)).all()
+        audit_rows = conn.execute(
+            select(audit.c.entity_id, audit.c.before, audit.c.after)
+            .where(audit.c.site_id == site_id, audit.c.entity == "person", audit.c.action == "person.upsert",
+                   audit.c.at >= datetime.fromtimestamp(lo / 1e9, timezone.utc),
+                   audit.c.at < datetime.fromtimestamp(hi / 1e9, timezone.utc))).all()
+        people = conn.execute(select(registry_state.c.entity_id, registry_state.c.payload).where(
+            registry_state.c.site_id == site_id, registry_state.c.entity == "person")).all()
+
+    entries = exits = 0
+    refusals: Counter = Counter()
+    for kind, decision, payload in passages:
+        body = _payload(payload)
+        if decision == "admit":
+            if body.get("direction") == "out":
+                exits += 1
+            else:
+                entries += 1
+        elif decision == "deny" and kind == "decision":
+            for code in body.get("reasons") or ["unknown"]:
+                refusals[str(code)] += 1
+
+    cases: dict[str, dict] = {}
+    for alert in reversed(boards.fever_cases(db, site_id, day=day, tz=tz)):
+        key = alert["person_id"] or alert["pass_id"] or f"alert-{alert['id']}"
+        case = cases.setdefault(key, {
+            "person_id": alert["person_id"], "pass_id": alert["pass_id"], "name": alert["name"], "unit": alert["unit"],
+            "first_time": alert["event_time"], "gate": alert["gate_name"], "readings": [], "alerts": [],
+            "gate_ack": None, "followups": [], "acknowledged_by": None,
+        })
+        case["readings"].extend(alert["readings"])
+        case["alerts"].append(alert["id"])
+        case["gate_ack"] = alert["gate_ack"] or case["gate_ack"]
+        case["followups"].extend(alert["followups"])
+        case["acknowledged_by"] = alert.get("acknowledged_by") or case["acknowledged_by"]
+
+    hand = []
+    for ledger, who_key in (("visitors", "name"), ("staff_temperatures", "person")):
+        for row in boards.ledger_rows(db, site_id, ledger, day, tz=tz):
+            value = row.get("temperature_c")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and is_fever(value, threshold):
+                hand.append({"ledger": ledger, "time": row["time"], "who": row.get(who_key), "temperature_c": value,
+                             "gate": row["gate"], "recorded_by": row["operator"]})
+
+    returnees = set()
+    for entity_id, before, after in audit_rows:
+        was, now_ = _payload(before), _payload(after)
+        if now_.get("returnee") and not was.get("returnee"):
+            returnees.add(entity_id)
+    observed = []
+    for entity_id, payload in people:
+        person = _payload(payload)
+        until = person.get("observation_until")
+        if until and person.get("status", "active") == "active" and str(until) >= day.isoformat():
+            observed.append({"person_id": entity_id, "name": person.get("name"), "unit": person.get("unit"),
+                             "until": until})
+
+    fever_cases = sorted(cases.values(), key=lambda c: c["first_time"])
+    report.update(
+        threshold_c=threshold,
+        entries=entries, exits=exits,
+        refusals=[{"reason": code, "label": reason_label(code), "count": n}
+                  for code, n in sorted(refusals.items(), key=lambda kv: (-kv[1], kv[0]))],
+        refusals_total=sum(refusals.values()),
+        fever_cases=fever_cases,
+        hand_recorded_fevers=sorted(hand, key=lambda h: h["time"]),
+        visitors=report["totals"]["visitors"],
+        returnees_registered=sorted(returnees),
+        under_observation=sorted(observed, key=lambda p: p["person_id"]),
+    )
+    report["zero_report"] = not fever_cases and not hand
+    return report
+
+
+def office_daily(db: Database, street_office: str, day: date, tz: str = DEFAULT_TZ,
+                 site_ids: list[str] | None = None) -> dict[str, Any]:
+    """One row per community of the street office, plus totals."""
+    names = site_rows(db)
+    rows = []
+    for site_id in site_ids if site_ids is not None else sites_of_office(db, street_office):
+        r = site_daily(db, site_id, day, tz)
+        rows.append({
+            "site": site_id, "name": names.get(site_id, {}).get("name", ""), "zero_report": r["zero_report"],
+            "entries": r["entries"], "exits": r["exits"], "refusals": r["refusals_total"],
+            "fever_cases": len(r["fever_cases"]), "hand_recorded_fevers": len(r["hand_recorded_fevers"]),
+            "visitors": r["visitors"], "returnees_registered": len(r["returnees_registered"]),
+            "under_observation": len(r["under_observation"]),
+        })
+    keys = ("entries", "exits", "refusals", "fever_cases", "hand_recorded_fevers", "visitors",
+            "returnees_registered", "under_observation")
+    totals = {k: sum(r[k] for r in rows) for k in keys}
+    return {"street_office": street_office, "date": day.isoformat(), "timezone": tz, "communities": rows,
+            "totals": totals, "zero_reports": sum(1 for r in rows if r["zero_report"])}
+
+
+# --- files ------------------------------------------------------------------------
+
+SUMMARY_HEADERS = ("项目", "数值")
+
+
+def _summary_rows(report: dict) -> list[tuple]:
+    return [
+        ("小区", report["site"]), ("日期", date.fromisoformat(report["date"])),
+        ("零报告", "是" if report["zero_report"] else "否"),
+        ("进入人次", report["entries"]), ("外出人次", report["exits"]), ("拒绝通行", report["refusals_total"]),
+        ("发热病例（人）", len(report["fever_cases"])), ("手工登记发热", len(report["hand_recorded_fevers"])),
+        ("来访登记", report["visitors"]), ("新登记返回人员", len(report["returnees_registered"])),
+        ("居家观察人数", len(report["under_observation"])), ("体温阈值(°C)", report["threshold_c"]),
+    ]
+
+
+CASE_HEADERS = ("首次时间", "姓名", "楼号-单元-门牌", "人员编号", "闸机", "体温(°C)", "值守确认", "处置情况", "已处理人")
+HAND_HEADERS = ("时间", "台账", "人员", "体温(°C)", "闸机", "登记人")
+REFUSAL_HEADERS = ("原因", "代码", "次数")
+OBSERVATION_HEADERS = ("人员编号", "姓名", "楼号-单元-门牌", "观察截止日期")
+
+
+def _case_rows(report: dict) -> list[tuple]:
+    rows = []
+    for c in report["fever_cases"]:
+        ack = c["gate_ack"]
+        rows.append((c["first_time"], c["name"] or "", c["unit"] or "", c["person_id"] or c["pass_id"] or "", c["gate"],
+                     ", ".join(f"{r:.2f}" for r in c["readings"]),
+                     f"{ack['operator']}: {ack['note']}" if ack else "",
+                     "; ".join(f"{f['by']}: {f['note']}" for f in c["followups"]), c["acknowledged_by"] or ""))
+    return rows
+
+
+def _hand_rows(report: dict) -> list[tuple]:
+    labels = {"visitors": "来访登记", "staff_temperatures": "值守人员体温"}
+    return [(h["time"], labels[h["ledger"]], h["who"], h["temperature_c"], h["gate"], h["recorded_by"])
+            for h in report["hand_recorded_fevers"]]
+
+
+def site_daily_sheets(report: dict) -> list[tuple[str, tuple, list]]:
+    return [
+        ("日报告", SUMMARY_HEADERS, _summary_rows(report)),
+        ("发热病例", CASE_HEADERS, _case_rows(report)),
+        ("手工登记发热", HAND_HEADERS, _hand_rows(report)),
+        ("拒绝原因", REFUSAL_HEADERS, [(r["label"], r["reason"], r["count"]) for r in report["refusals"]]),
+        ("居家观察", OBSERVATION_HEADERS,
+         [(p["person_id"], p["name"], p["unit"], date.fromisoformat(p["until"])) for p in report["under_observation"]]),
+    ]
+
+
+def site_daily_csv_rows(report: dict) -> tuple[tuple, list]:
+    """One CSV: the summary, then each section under its own header line."""
+    rows: list = list(_summary_rows(report))
+    for title, headers, section in site_daily_sheets(report)[1:]:
+        rows.append(())
+        rows.append((f"【{title}】",))
+        rows.append(headers)
+        rows.extend(section)
+    return SUMMARY_HEADERS, rows
+
+
+OFFICE_HEADERS = ("小区", "名称", "零报告", "进入人次", "外出人次", "拒绝通行", "发热病例（人）", "手工登记发热",
+                  "来访登记", "新登记返回人员", "居家观察人数")
+
+
+def office_rows(summary: dict) -> list[tuple]:
+    keys = ("entries", "exits", "refusals", "fever_cases", "hand_recorded_fevers", "visitors",
+            "returnees_registered", "under_observation")
+    rows = [(r["site"], r["name"], "是" if r["zero_report"] else "否", *(r[k] for k in keys))
+            for r in summary["communities"]]
+    rows.append(("合计", "", f"{summary['zero_reports']} 个零报告", *(summary["totals"][k] for k in keys)))
+    return rows

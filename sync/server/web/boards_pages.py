@@ -1,0 +1,162 @@
+"""Boards: gates, fever cases, ledgers (pages; queries in sync.server.boards).
+
+Read by every role that can read the site; the fever board's follow-up and
+acknowledge forms show only to those who may change it (and are refused
+with 403 to anyone else).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import Form, HTTPException, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from sync.server import boards, exports, registry
+from sync.server.reports import DEFAULT_TZ
+from sync.server.sites import known_sites
+from sync.server.web import i18n
+from sync.server.web.core import PREFIX, StaffPage, lang_of, page_router, render, site_guard
+
+router = page_router()
+
+i18n.register({
+    "gates.title": ("闸机状态", "Gates"),
+    "gates.none": ("这个小区还没有登记闸机", "No gate is enrolled at this community yet"),
+    "gates.gate": ("闸机", "Gate"),
+    "gates.online": ("在线", "Online"),
+    "gates.offline": ("离线", "Offline"),
+    "gates.revoked": ("已注销", "Revoked"),
+    "gates.last_contact": ("最近通信", "Last contact"),
+    "gates.never": ("从未", "never"),
+    "gates.received": ("已上传事件", "Events received"),
+    "gates.behind": ("上次上传积压", "Backlog at last upload"),
+    "gates.behind_value": ("最早事件 {minutes} 分钟前", "oldest event {minutes} min old"),
+    "gates.duty": ("值守人员", "On duty"),
+    "gates.since": ("自 {time}", "since {time}"),
+    "gates.unattended": ("无人值守！", "UNATTENDED!"),
+    "gates.nobody": ("无人签到", "nobody signed in"),
+    "gates.health": ("设备状态", "Device health"),
+    "gates.health_unknown": ("未上报", "not reported"),
+    "fevers.title": ("发热病例", "Fever cases"),
+    "fevers.none": ("没有发热病例", "No fever cases"),
+    "fevers.open_only": ("只看未处理", "Open only"),
+    "fevers.time": ("时间", "Time"),
+    "fevers.name": ("姓名", "Name"),
+    "fevers.unit": ("楼号-单元-门牌", "Building-unit-room"),
+    "fevers.readings": ("体温(°C)", "Readings (°C)"),
+    "fevers.gate": ("闸机", "Gate"),
+    "fevers.gate_ack": ("值守确认", "Gate acknowledgement"),
+    "fevers.followup": ("处置情况", "Staff follow-up"),
+    "fevers.status": ("状态", "Status"),
+    "fevers.acked_by": ("已处理：{name}", "Acknowledged: {name}"),
+    "fevers.open": ("待处理", "Open"),
+    "fevers.add_note": ("添加处置记录", "Add follow-up"),
+    "fevers.ack": ("标记已处理", "Acknowledge"),
+    "fevers.unknown_person": ("未登记人员", "not in the registry"),
+    "ledgers.title": ("台账", "Ledgers"),
+    "ledgers.visitors": ("来访登记", "Visitors"),
+    "ledgers.staff_temperatures": ("值守人员体温", "Guard temperatures"),
+    "ledgers.disinfections": ("消毒记录", "Disinfection"),
+    "ledgers.overrides": ("人工放行", "Overrides"),
+    "ledgers.none": ("当天没有记录", "Nothing recorded that day"),
+})
+
+
+def today(tz: str = DEFAULT_TZ) -> date:
+    return datetime.now(ZoneInfo(tz)).date()
+
+
+def _read_guard(request: Request, staff, site_id: str) -> None:
+    site_guard(staff, site_id, change=False, known=known_sites(request.app.state.db))
+
+
+SiteId = Annotated[str, Path(min_length=1, max_length=64)]
+Day = Annotated[date | None, Query()]
+
+
+@router.get("/sites/{site_id}/gates")
+def gates_board(request: Request, site_id: SiteId, staff: StaffPage):
+    _read_guard(request, staff, site_id)
+    rows = boards.gate_board(request.app.state.db, site_id)
+    return render(request, "gates.html", site=site_id, board="gates", gates=rows, tz=ZoneInfo(DEFAULT_TZ))
+
+
+@router.get("/sites/{site_id}/fevers")
+def fever_board(request: Request, site_id: SiteId, staff: StaffPage, day: Day = None, open: bool = False):
+    _read_guard(request, staff, site_id)
+    cases = boards.fever_cases(request.app.state.db, site_id, day=day, open_only=open)
+    return render(request, "fevers.html", site=site_id, board="fevers", cases=cases, day=day, open_only=open,
+                  may_change=staff.can_change(site_id))
+
+
+def _back_to_fevers(site_id: str) -> RedirectResponse:
+    return RedirectResponse(f"{PREFIX}/sites/{quote(site_id)}/fevers", status_code=303)
+
+
+@router.post("/sites/{site_id}/fevers/{alert_id}/followup")
+def fever_followup(request: Request, site_id: SiteId, alert_id: Annotated[int, Path(ge=1, le=2**62)],
+                   staff: StaffPage, note: Annotated[str, Form(max_length=500)] = ""):
+    site_guard(staff, site_id, change=True)
+    try:
+        boards.add_followup(request.app.state.db, site_id, alert_id, note, by=staff.name)
+    except registry.RegistryError as exc:
+        raise HTTPException(422, {"error": "invalid", "detail": str(exc)}) from None
+    return _back_to_fevers(site_id)
+
+
+@router.post("/sites/{site_id}/fevers/{alert_id}/ack")
+def fever_ack(request: Request, site_id: SiteId, alert_id: Annotated[int, Path(ge=1, le=2**62)], staff: StaffPage):
+    site_guard(staff, site_id, change=True)
+    try:
+        boards.acknowledge_case(request.app.state.db, site_id, alert_id, by=staff.name)
+    except registry.RegistryError as exc:
+        raise HTTPException(404, {"error": "not_found", "detail": str(exc)}) from None
+    return _back_to_fevers(site_id)
+
+
+def _ledger_name(ledger: str) -> str:
+    if ledger not in boards.LEDGERS:
+        raise HTTPException(404, {"error": "not_found", "detail": f"no ledger {ledger}"})
+    return ledger
+
+
+@router.get("/sites/{site_id}/ledgers")
+def ledger_board(request: Request, site_id: SiteId, staff: StaffPage, ledger: str = "visitors", day: Day = None):
+    _read_guard(request, staff, site_id)
+    ledger = _ledger_name(ledger)
+    day = day or today()
+    rows = boards.ledger_rows(request.app.state.db, site_id, ledger, day)
+    en = lang_of(request) == "en"
+    columns = [(key, en_h if en else zh) for key, zh, en_h in boards.LEDGERS[ledger][1]]
+    return render(request, "ledgers.html", site=site_id, board="ledgers", ledger=ledger, ledgers=list(boards.LEDGERS),
+                  day=day, rows=rows, columns=columns)
+
+
+@router.get("/sites/{site_id}/ledgers/{ledger}.{fmt}")
+def ledger_export(request: Request, site_id: SiteId, ledger: str, fmt: str, staff: StaffPage, day: Day = None):
+    _read_guard(request, staff, site_id)
+    ledger = _ledger_name(ledger)
+    day = day or today()
+    rows = boards.ledger_rows(request.app.state.db, site_id, ledger, day)
+    keys = [key for key, _zh, _en in boards.LEDGERS[ledger][1]]
+    headers = [zh for _key, zh, _en in boards.LEDGERS[ledger][1]]
+    values = [[row[k] for k in keys] for row in rows]
+    title = i18n.translate("zh", f"ledgers.{ledger}")
+    return download(f"{site_id}-{ledger}-{day}", fmt, headers, values, title)
+
+
+def download(stem: str, fmt: str, headers, rows, title: str) -> Response:
+    """A CSV or XLSX attachment (Chinese headers)."""
+    if fmt == "csv":
+        body, media = exports.to_csv(headers, rows), "text/csv; charset=utf-8"
+    elif fmt == "xlsx":
+        body = exports.to_xlsx([(title, headers, rows)])
+        media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    else:
+        raise HTTPException(404, {"error": "not_found", "detail": f"no format {fmt}; csv or xlsx"})
+    return Response(body, media_type=media, headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(stem)}.{fmt}", "Cache-Control": "no-store"})

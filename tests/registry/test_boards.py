@@ -1,0 +1,127 @@
+"""The boards show what the gates uploaded: gates (online, duty, the
+unattended alarm), fever cases (the gate's acknowledgement, staff
+follow-up), ledgers by day with CSV and XLSX exports; and the API docs load
+with no outside address."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from openpyxl import load_workbook
+
+from sync.server import auth, boards, registry
+from sync.server.sites import add_site
+from tests.registry.conftest import PASSWORD, csrf_of
+from tests.registry.kiosk_day import KioskDay, passage
+from tests.sync.sync_harness import ServerThread
+
+
+@pytest.fixture
+def server(db_url):
+    srv = ServerThread(db_url).start()
+    add_site(srv.db, "site-a", name="阳光小区", street_office="east-office", by="setup")
+    auth.add_staff(srv.db, "worker-a", role="worker", sites=["site-a"], password=PASSWORD, by="setup")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def kiosk(server, tmp_path):
+    day = KioskDay(server, tmp_path / "kiosk", start=datetime.now(timezone.utc) - timedelta(hours=1))
+    yield day
+    day.close()
+
+
+@pytest.fixture
+def browser_like(server):
+    import httpx
+
+    client = httpx.Client(base_url=server.url, follow_redirects=True)
+    form = client.get("/registry/login")
+    r = client.post("/registry/login", data={"name": "worker-a", "password": PASSWORD,
+                                             "csrf_token": csrf_of(form.text), "next": "/registry/"})
+    assert r.status_code == 200
+    yield client
+    client.close()
+
+
+def test_gate_board_shows_duty_then_the_unattended_alarm(server, kiosk, browser_like):
+    auth.add_gate(server.db, "site-a", "west-2")  # enrolled, never synced
+    kiosk.ledger("shifts", {"operator_id": "老李", "action": "sign_in"})
+    kiosk.sync()
+    rows = {g.name: g for g in boards.gate_board(server.db, "site-a")}
+    assert rows["east-1"].online and rows["east-1"].on_duty == "老李" and not rows["east-1"].unattended
+    assert not rows["west-2"].online and rows["west-2"].last_contact is None
+    page = browser_like.get("/registry/sites/site-a/gates").text
+    assert "老李" in page and "在线" in page and "离线" in page and "从未" in page
+    kiosk.append({"kind": "unstaffed", "gate": "east-1", "detail": {"since_s": 300}})
+    kiosk.sync()
+    page = browser_like.get("/registry/sites/site-a/gates").text
+    assert re.search(r'class="alarm" role="alert">无人值守', page)
+    # Signing in again clears it.
+    kiosk.ledger("shifts", {"operator_id": "小王", "action": "sign_in"})
+    kiosk.sync()
+    assert boards.gate_board(server.db, "site-a")[0].on_duty == "小王"
+    assert not boards.gate_board(server.db, "site-a")[0].unattended
+    # A gate that has not uploaded for a while is offline.
+    later = datetime.now(timezone.utc) + boards.ONLINE_WITHIN + timedelta(seconds=5)
+    assert not boards.gate_board(server.db, "site-a", now=later)[0].online
+
+
+def test_fever_board_shows_the_gate_ack_and_takes_a_follow_up(server, kiosk, browser_like):
+    registry.add_person(server.db, "site-a", "p-7", name="赵六", unit="3-2-101", by="tester")
+    flagged = kiosk.append(passage("in", "deny", ["fever"], person="p-7", body_c=38.3, flagged=True))
+    kiosk.append({"kind": "fever_ack", "gate": "east-1", "operator": "老李", "detail": {"seq": flagged["seq"],
+                                                                                         "note": "已引导至发热门诊"}})
+    kiosk.sync()
+    page = browser_like.get("/registry/sites/site-a/fevers").text
+    assert "赵六" in page and "3-2-101" in page and "38.3" in page and "老李: 已引导至发热门诊" in page
+    assert "待处理" in page
+    alert_id = int(re.search(r'data-alert="(\d+)"', page).group(1))
+    token = csrf_of(page)
+    browser_like.post(f"/registry/sites/site-a/fevers/{alert_id}/followup",
+                      data={"note": "社区医生已电话随访", "csrf_token": token})
+    page = browser_like.post(f"/registry/sites/site-a/fevers/{alert_id}/ack", data={"csrf_token": token}).text
+    assert "worker-a: 社区医生已电话随访" in page and "已处理：worker-a" in page
+    assert registry.open_alerts(server.db, "site-a") == []
+
+
+def test_ledgers_filter_by_day_and_export_csv_and_xlsx(server, kiosk, browser_like):
+    kiosk.ledger("visitors", {"name": "访客乙", "origin": "外省", "phone": "13800000001", "address": "y",
+                              "reason": "送货", "visiting": "2-202", "temperature_c": 36.8, "special_case": 0,
+                              "filed_ref": None})
+    kiosk.ledger("disinfections", {"note": "东门喷洒"})
+    kiosk.sync()
+    from zoneinfo import ZoneInfo
+
+    day = kiosk.clock.wall.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    page = browser_like.get(f"/registry/sites/site-a/ledgers?ledger=visitors&day={day}").text
+    assert "访客乙" in page and "送货" in page
+    other = browser_like.get(f"/registry/sites/site-a/ledgers?ledger=visitors&day={day - timedelta(days=1)}").text
+    assert "访客乙" not in other and "当天没有记录" in other
+    r = browser_like.get(f"/registry/sites/site-a/ledgers/visitors.csv?day={day}")
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert rows[0][:3] == ["时间", "闸机", "姓名"] and rows[1][2] == "访客乙"
+    r = browser_like.get(f"/registry/sites/site-a/ledgers/disinfections.xlsx?day={day}")
+    sheet = load_workbook(io.BytesIO(r.content)).active
+    assert [c.value for c in sheet[1]] == ["时间", "闸机", "备注", "登记人"]
+    assert isinstance(sheet["A2"].value, datetime) and sheet["C2"].value == "东门喷洒" and sheet["D2"].value == "老李"
+
+
+def test_api_docs_load_with_no_outside_address(server):
+    import httpx
+
+    page = httpx.get(f"{server.url}/api/docs").text
+    assert "swagger-ui-bundle.js" in page
+    assert not re.search(r'(src|href)="https?://', page)
+    assert httpx.get(f"{server.url}/api/docs/assets/swagger-ui-bundle.js").status_code == 200
+    assert httpx.get(f"{server.url}/api/docs/assets/swagger-ui.css").status_code == 200
+    # The staff pages' own assets are served from the package too.
+    assert "body" in httpx.get(f"{server.url}/registry/static/registry.css").text
