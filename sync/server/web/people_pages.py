@@ -267,7 +267,7 @@ def policy_page(request: Request, site_id: str, staff: StaffPage, message: str =
     document = site_policy.current(db_of(request), site_id)
     return render(request, "people/policy.html", site=site_id, board="policy", doc=document, errors={},
                   supported=site_policy.supported, mask=site_policy.mask_names(db_of(request), site_id),
-                  message=message, published=version, can_change=staff.can_change(site_id))
+                  message="", published=version, can_change=staff.can_change(site_id))
 
 
 @router.post("/sites/{site_id}/policy")
