@@ -44,7 +44,8 @@ FIELDS = ("name", "phone", "building", "unit", "room", "kind", "status", "landlo
           "returnee", "arrival_date", "origin", "contact", "observation_until", "risk")
 LIMITS = {"name": 64, "phone": 32, "building": 32, "unit": 32, "room": 32, "origin": 64, "contact": 64,
           "landlord_id": 128}
-PHONE = re.compile(r"\+?[0-9][0-9 -]{4,30}")
+# A mobile (11 digits), a landline (7-8, with area code 10-12) or an international number.
+PHONE = re.compile(r"\+?[0-9]{7,15}")
 
 
 class PersonError(registry.RegistryError):
@@ -132,7 +133,7 @@ def validate(fields: dict) -> dict:
                 raise PersonError(f"{key} = {out[key]!r}: at most {LIMITS[key]} characters")
     if "name" in out and not out["name"]:
         raise PersonError("name: required")
-    if out.get("phone") and not PHONE.fullmatch(out["phone"]):
+    if out.get("phone") and not PHONE.fullmatch(re.sub(r"[\s-]", "", out["phone"])):
         raise PersonError(f"phone = {out['phone']!r}: expected digits, e.g. 13800138000")
     if "kind" in out and out["kind"] not in KINDS:
         raise PersonError(f"kind = {out['kind']!r}: expected one of {', '.join(KINDS)}")
