@@ -87,6 +87,8 @@ def test_import_a_500_resident_ledger_with_bad_rows_then_fix_and_commit(clerk, r
     page.wait_for_selector("#has-errors")
     assert "有 3 行有错误，尚未写入任何数据" in page.inner_text("#has-errors")
     assert page.locator("#commit").count() == 0
+    banner = page.locator("#has-errors").bounding_box()
+    assert banner["y"] + banner["height"] <= 800  # the clerk sees it without scrolling
     bad = page.locator("tr[data-action=error]")
     assert [bad.nth(i).get_attribute("data-row") for i in range(3)] == ["13", "203", "336"]
     assert page.locator("tr[data-row='13'] td.problem[data-field=phone]").count() == 1
