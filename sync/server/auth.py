@@ -173,7 +173,7 @@ def hash_password(password: str) -> str:
     return password_hasher().hash(password)
 
 
-def add_staff(db: Database, name: str, *, role: str = "admin", sites: list[str] | tuple = (GLOBAL_SCOPE,),
+def add_staff(db: Database, name: str, *, role: str = "admin", sites: list[str] | tuple | None = None,
               offices: list[str] | tuple = (), password: str | None = None,
               by: str = "system") -> tuple[Staff, str]:
     """Create an account; returns it and its API token (shown once).
@@ -181,6 +181,8 @@ def add_staff(db: Database, name: str, *, role: str = "admin", sites: list[str] 
     A password (argon2-hashed) lets it log in to the pages; without one the
     account has only its bearer token. Names are unique among active accounts.
     """
+    if sites is None:  # add_staff(db, name): a global administrator, as staff tokens used to be
+        sites = () if role == "street_officer" else (GLOBAL_SCOPE,)
     sites, offices = list(dict.fromkeys(sites)), list(dict.fromkeys(offices))
     _check_account(role, sites, offices)
     if not name or len(name) > 64:

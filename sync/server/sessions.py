@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from sync.server import auth
 from sync.server.db import Database
@@ -90,9 +91,17 @@ def backoff_s(failures: int) -> int:
 def _take_attempt(db: Database, name: str, now: datetime) -> None:
     """Count one attempt for the account and the server, or refuse it."""
     account_key = "account:" + name[:64]
+    try:
+        _count_attempt(db, account_key, now)
+    except IntegrityError:  # a parallel first attempt made the same row: treat as busy
+        raise LoginRefused(True, 1) from None
+
+
+def _count_attempt(db: Database, account_key: str, now: datetime) -> None:
     with db.write() as conn:
+        # FOR UPDATE (PostgreSQL): parallel attempts queue, none is lost.
         rows = {r.key: r for r in conn.execute(
-            select(login_throttle).where(login_throttle.c.key.in_([account_key, _GLOBAL_KEY])))}
+            select(login_throttle).where(login_throttle.c.key.in_([account_key, _GLOBAL_KEY])).with_for_update())}
         glob, account = rows.get(_GLOBAL_KEY), rows.get(account_key)
         if account is not None and _aware(account.locked_until) and _aware(account.locked_until) > now:
             raise LoginRefused(True, int((_aware(account.locked_until) - now).total_seconds()) + 1)

@@ -173,3 +173,46 @@ def test_a_revoked_account_loses_its_session_and_token(world, login_as):
     with TestClient(app) as api:
         r = api.get("/api/v1/staff/sites/site-a/alerts", headers={"Authorization": f"Bearer {tokens['worker-a']}"})
         assert r.status_code == 401
+
+
+def test_the_audit_log_page_is_for_admins_and_inspectors(world, login_as):
+    _db, _app, _tokens, _gates, alert_ids = world
+    worker = login_as("worker-a")
+    page = worker.get("/registry/sites/site-a/fevers").text
+    worker.post(f"/registry/sites/site-a/fevers/{alert_ids['site-a']}/followup",
+                data={"note": "已上门", "csrf_token": csrf_of(page)})
+    assert 'href="/registry/sites/site-a/audit"' not in page
+    assert worker.get("/registry/sites/site-a/audit").status_code == 403
+    for name in ("admin-a", "inspector-a"):
+        page = login_as(name).get("/registry/sites/site-a/audit")
+        assert page.status_code == 200 and "worker-a" in page.text and "alert.followup" in page.text
+        assert "已上门" in page.text
+    assert login_as("admin-a").get("/registry/sites/site-b/audit").status_code == 403
+
+
+def test_a_bad_query_on_a_page_is_an_html_error(login_as):
+    r = login_as("worker-a").get("/registry/sites/site-a/report?day=not-a-day")
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html") and "输入有误" in r.text
+
+
+def test_street_office_summary_for_its_officers_only(world, login_as):
+    import io
+
+    from openpyxl import load_workbook
+
+    officer = login_as("officer-east")
+    r = officer.get("/registry/offices", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/registry/offices/east-office"
+    page = officer.get("/registry/offices/east-office?day=2026-02-01").text
+    assert 'data-site="site-a"' in page and 'data-site="site-b"' in page and "site-c" not in page
+    assert officer.get("/registry/offices/west-office").status_code == 403
+    book = load_workbook(io.BytesIO(officer.get("/registry/offices/east-office/summary.xlsx?day=2026-02-01").content))
+    rows = list(book.active.iter_rows(values_only=True))
+    assert rows[0][:3] == ("小区", "名称", "零报告")
+    by_site = {row[0]: row for row in rows[1:]}
+    # The uploaded fever (16:00 in Shanghai on 1 February) is a case at each site; totals add up.
+    assert by_site["site-a"][2] == "否" and by_site["site-a"][6] == 1 and by_site["site-b"][6] == 1
+    assert by_site["合计"][6] == 2
+    for name in ("worker-a", "admin-a", "inspector-a"):
+        assert login_as(name).get("/registry/offices/east-office").status_code == 403
+    assert login_as("admin-all").get("/registry/offices/west-office").status_code == 200

@@ -133,3 +133,23 @@ def test_english_is_a_cookie_away(login_as):
     client.get("/registry/lang?to=en&next=/registry/sites/site-a/gates")
     page = client.get("/registry/sites/site-a/gates").text
     assert "Gates" in page and "Community worker" in page
+
+
+def test_parallel_guesses_cannot_slip_past_the_count(registry_app):
+    from concurrent.futures import ThreadPoolExecutor
+
+    db, _app, _ = registry_app
+
+    def guess(i):
+        try:
+            sessions.log_in(db, "worker-a", f"guess number {i}")
+        except sessions.LoginRefused as refused:
+            return "throttled" if refused.throttled else "wrong"
+        return "in"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(guess, range(16)))
+    # Attempts are counted before the password is checked, so only the free
+    # ones were verified at all, however many arrived together.
+    assert outcomes.count("wrong") == sessions.FREE_FAILURES
+    assert outcomes.count("throttled") == 16 - sessions.FREE_FAILURES

@@ -21,7 +21,9 @@ Writing a page module (e.g. sync/server/web/people.py):
         site_guard(staff, site_id, change=True, roles=("admin", "worker"))
         with db.write() as conn: ... audit.record(conn, actor=staff.name, ...)
 
-then include it with one line in `install` below (or from create_app).
+then include it with one line in `install` below (or from create_app), and
+put it in the nav with `add_site_nav("people", "nav.people")` after
+`i18n.register({"nav.people": ("居民", "Residents")})`.
 
 Helpers:
 - `StaffPage` / `current_staff`: dependency giving the logged-in `auth.Staff`
@@ -40,6 +42,7 @@ Helpers:
   a state-changing request without it (403).
 - `i18n.register({"key": ("中文", "English")})` adds a module's messages.
 - `readable_sites(request, staff)`: site ids for lists and pickers.
+- `add_site_nav(board, label_key, path=None)`: a per-site page in the nav.
 - Audit: every change calls `sync.server.audit.record(conn, actor=staff.name,
   ...)` in its own transaction.
 
@@ -52,6 +55,7 @@ administrator whose scope is "*".
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -63,6 +67,7 @@ from sync.server.web.core import (
     STATIC_DIR,
     LoginRequired,
     StaffPage,
+    add_site_nav,
     csrf_field,
     csrf_protect,
     current_staff,
@@ -74,7 +79,7 @@ from sync.server.web.core import (
     site_guard,
 )
 
-__all__ = ["PREFIX", "StaffPage", "csrf_field", "csrf_protect", "current_staff", "i18n", "install", "lang_of",
+__all__ = ["PREFIX", "StaffPage", "add_site_nav", "csrf_field", "csrf_protect", "current_staff", "i18n", "install", "lang_of",
            "page_router", "readable_sites", "render", "site_guard"]
 
 DOCS_ASSETS = "/api/docs/assets"
@@ -100,13 +105,29 @@ def install(app: FastAPI) -> None:
 
         return RedirectResponse(f"{PREFIX}/login?next={quote(exc.next_path)}", status_code=303)
 
+    json_invalid = app.exception_handlers.get(RequestValidationError)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        if _is_page(request):
+            from fastapi.concurrency import run_in_threadpool
+
+            problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in exc.errors()[:5])
+            return await run_in_threadpool(error_page, request, 422, problems)
+        return await json_invalid(request, exc)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        if request.url.path.startswith(PREFIX + "/") and not request.url.path.startswith(PREFIX + "/static/"):
+        if _is_page(request):
             from fastapi.concurrency import run_in_threadpool
 
             return await run_in_threadpool(error_page, request, exc.status_code, exc.detail)
         return await json_errors(request, exc)
+
+
+def _is_page(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith(PREFIX + "/") and not path.startswith(PREFIX + "/static/")
 
 
 def _offline_docs(app: FastAPI) -> None:

@@ -7,7 +7,7 @@ with 403 to anyone else).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Annotated
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -19,7 +19,7 @@ from sync.server import boards, exports, registry
 from sync.server.reports import DEFAULT_TZ
 from sync.server.sites import known_sites
 from sync.server.web import i18n
-from sync.server.web.core import PREFIX, StaffPage, lang_of, page_router, render, site_guard
+from sync.server.web.core import PREFIX, StaffPage, add_site_nav, lang_of, page_router, render, site_guard
 
 router = page_router()
 
@@ -160,3 +160,36 @@ def download(stem: str, fmt: str, headers, rows, title: str) -> Response:
         raise HTTPException(404, {"error": "not_found", "detail": f"no format {fmt}; csv or xlsx"})
     return Response(body, media_type=media, headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(stem)}.{fmt}", "Cache-Control": "no-store"})
+
+
+# --- the audit log ------------------------------------------------------------------
+
+AUDIT_READERS = ("admin", "inspector")
+
+i18n.register({
+    "nav.audit": ("操作记录", "Audit log"),
+    "audit.title": ("操作记录", "Audit log"),
+    "audit.at": ("时间", "Time"),
+    "audit.actor": ("操作人", "By"),
+    "audit.action": ("操作", "Action"),
+    "audit.entity": ("对象", "Record"),
+    "audit.before": ("修改前", "Before"),
+    "audit.after": ("修改后", "After"),
+    "audit.none": ("还没有操作记录", "No changes recorded yet"),
+})
+
+
+@router.get("/sites/{site_id}/audit")
+def audit_log(request: Request, site_id: SiteId, staff: StaffPage):
+    """Who changed what at the site: administrators and inspectors."""
+    from sync.server import audit
+
+    _read_guard(request, staff, site_id)
+    if staff.role not in AUDIT_READERS:
+        raise HTTPException(403, {"error": "forbidden", "detail": f"{staff.name} ({staff.role}) may not read the audit log"})
+    rows = audit.entries(request.app.state.db, site_ids=[site_id], limit=500)
+    return render(request, "audit.html", site=site_id, board="audit", rows=rows, tz=ZoneInfo(DEFAULT_TZ),
+                  utc=timezone.utc)
+
+
+add_site_nav("audit", "nav.audit", roles=AUDIT_READERS)

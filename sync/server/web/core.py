@@ -48,6 +48,29 @@ _env = jinja2.Environment(
 )
 
 
+# The per-site boards in the nav, in order: (board, message key, path under
+# /registry/sites/{site}/, roles that see the link or None for all). Page
+# modules add theirs with `add_site_nav`.
+SITE_NAV: list[tuple[str, str, str, tuple[str, ...] | None]] = [
+    ("gates", "nav.gates", "gates", None),
+    ("fevers", "nav.fevers", "fevers", None),
+    ("ledgers", "nav.ledgers", "ledgers", None),
+    ("report", "nav.report", "report", None),
+]
+
+
+def add_site_nav(board: str, label_key: str, path: str | None = None, *,
+                 roles: tuple[str, ...] | None = None) -> None:
+    """Add a per-site page to the nav (and the site switcher's targets).
+
+    `board` is what the page passes to render(board=...) to be highlighted;
+    `path` (default: board) is its path under /registry/sites/{site}/;
+    `roles` limits who sees the link (the page still guards itself).
+    """
+    if board not in {item[0] for item in SITE_NAV}:
+        SITE_NAV.append((board, label_key, path or board, roles))
+
+
 class LoginRequired(Exception):
     """No live session: the page answers with a redirect to the log-in form."""
 
@@ -193,6 +216,7 @@ def render(request: Request, template_name: str, *, status_code: int = 200, **co
         "csrf_token": csrf_token(request),
         "csrf_field": lambda: csrf_field(request),
         "prefix": PREFIX,
+        "site_nav": SITE_NAV,
         "path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     }
     base.update(context)
@@ -204,7 +228,7 @@ def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
     if not hasattr(request.state, "staff"):
         session = _session(request)
         request.state.staff = session.staff if session else None
-    key = {403: "error.403", 404: "error.404"}.get(status)
+    key = {403: "error.403", 404: "error.404", 422: "error.invalid"}.get(status)
     if isinstance(detail, dict) and detail.get("error") == "csrf":
         key = "error.csrf"
     return render(request, "error.html", status_code=status, message_key=key,
@@ -287,9 +311,8 @@ def home(request: Request, staff: StaffPage):
 def go_to_site(request: Request, staff: StaffPage, site: str, board: str = "gates"):
     """The site switcher's target: the same board at another site."""
     site_guard(staff, site, change=False)
-    if board not in ("gates", "fevers", "ledgers", "report"):
-        board = "gates"
-    return RedirectResponse(f"{PREFIX}/sites/{quote(site)}/{board}", status_code=303)
+    paths = {item[0]: item[2] for item in SITE_NAV}
+    return RedirectResponse(f"{PREFIX}/sites/{quote(site)}/{paths.get(board, 'gates')}", status_code=303)
 
 
 def no_content() -> Response:

@@ -39,6 +39,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error.title": ("无法完成", "Cannot do that"),
     "error.403": ("您没有权限访问这里", "You may not open this"),
     "error.404": ("没有找到", "Not found"),
+    "error.invalid": ("输入有误", "Invalid input"),
     "error.back": ("返回首页", "Back to the start"),
     "error.csrf": ("表单已过期或来源不明，请刷新页面后重试", "The form expired or came from elsewhere; reload the page and try again"),
     "home.no_sites": ("您的账号还没有可查看的小区", "Your account has no community to look at yet"),
