@@ -21,7 +21,7 @@ from fastapi.responses import RedirectResponse
 from sync.server import issuing, people, site_policy
 from sync.server.registry import RegistryError
 from sync.server.web import StaffPage, i18n, page_router, render, site_guard
-from sync.server.web.core import PREFIX
+from sync.server.web.core import PREFIX, add_site_nav
 
 CHANGERS = ("admin", "worker")
 router = page_router()
@@ -112,8 +112,8 @@ def db_of(request: Request):
     return request.app.state.db
 
 
-def people_nav() -> list[tuple[str, str]]:
-    return [("people", "nav.people"), ("imports", "nav.imports"), ("passes", "nav.passes"), ("policy", "nav.policy")]
+for _board in ("people", "imports", "passes", "policy"):
+    add_site_nav(_board, f"nav.{_board}")
 
 
 def _date(value: str) -> date | None:
