@@ -73,7 +73,8 @@ def _now() -> datetime:
 
 
 def new_pass_id() -> str:
-    return "".join(secrets.choice(PASS_ID_ALPHABET) for _ in range(10))
+    """10 random characters (50 bits); 32 letters, so a byte % 32 is uniform."""
+    return "".join(PASS_ID_ALPHABET[b % 32] for b in secrets.token_bytes(10))
 
 
 def _need(passphrase: bytes | None) -> bytes:
@@ -169,11 +170,12 @@ def _issue_in(db: Database, conn, site_id: str, person_ids: list[str], *, days: 
                "issued_at": now, "issued_by": by, "revoked_at": None, "revoked_by": None, "revoke_reason": None}
         rows.append(row)
         issued.append(row)
-        _audit(conn, actor=by, action=action, site_id=site_id, entity="pass", entity_id=pass_id, before=None,
-               after={"person_id": person_id, "kind": kind, "valid_from": valid_from.isoformat(),
-                      "valid_to": valid_to.isoformat(), "batch_id": batch_id})
     if rows:
         conn.execute(passes.insert(), rows)
+        # One audit record per batch, listing every pass: the `passes` table has the rest.
+        _audit(conn, actor=by, action=action, site_id=site_id, entity="pass_batch", entity_id=batch_id, before=None,
+               after={"valid_from": valid_from.isoformat(), "valid_to": valid_to.isoformat(), "count": len(rows),
+                      "passes": [[r["pass_id"], r["person_id"]] for r in rows]})
     return IssueResult(batch_id, issued, refused)
 
 
