@@ -179,6 +179,23 @@ def _audit(conn, *, actor, action, site_id, entity, entity_id, before, after) ->
                  before=before, after=after)
 
 
+def _audit_many(conn, records: list[dict]) -> None:
+    """The rows `audit.record` writes, for an import's thousands of people in one
+    INSERT (audit.record builds a statement per call: half an import's time)."""
+    import json
+
+    from sync.server.schema import audit as audit_table
+
+    def encode(value):
+        return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+    at = _now()
+    conn.execute(audit_table.insert(), [
+        {"at": at, "actor": r["actor"][:64], "action": r["action"][:64], "site_id": r["site_id"],
+         "entity": r["entity"][:32], "entity_id": str(r["entity_id"])[:128], "before": encode(r["before"]),
+         "after": encode(r["after"])} for r in records])
+
+
 @dataclass(frozen=True)
 class Saved:
     person_id: str
@@ -266,14 +283,19 @@ def write(db: Database, conn, site_id: str, changes: list[tuple[dict | None, dic
                                   **{f"v_{k}": row[k] for k in columns}} for row in old])
     registry.record_changes(db, conn, site_id, "person",
                             [(row["person_id"], "upsert", gate_payload(row)) for _, row in changes], by)
+    records = []
     for before, row in changes:
         # "person.upsert", as registry.record_change audits a person (the daily
         # report reads returnees from it); `via` says which page, import or command.
         after = {**_audit_value(row), "via": action}
         if reason:
             after["reason"] = reason
-        _audit(conn, actor=by, action="person.upsert", site_id=site_id, entity="person",
-               entity_id=row["person_id"], before=_audit_value(before), after=after)
+        records.append(dict(actor=by, action="person.upsert", site_id=site_id, entity="person",
+                            entity_id=row["person_id"], before=_audit_value(before), after=after))
+    if len(records) == 1:
+        _audit(conn, **records[0])
+    else:
+        _audit_many(conn, records)
 
 
 def save(db: Database, conn, site_id: str, fields: dict, *, by: str, person_id: str | None = None,

@@ -104,16 +104,16 @@ def record_changes(db: Database, conn, site_id: str, entity: str, items: list[tu
         return []
     if db.is_postgres:
         conn.execute(text("LOCK TABLE registry_changes IN SHARE ROW EXCLUSIVE MODE"))
-    now, insert = _now(), registry_changes.insert()
-    seqs, states = [], []
-    for entity_id, op, payload in items:
-        body = json.dumps(payload, ensure_ascii=False, sort_keys=True) if payload is not None else None
-        seq = conn.execute(insert, {"site_id": site_id, "entity": entity, "entity_id": entity_id, "op": op,
-                                    "payload": body, "created_at": now, "created_by": by}).inserted_primary_key[0]
-        seqs.append(seq)
-        if op == "upsert":
-            states.append({"site_id": site_id, "entity": entity, "entity_id": entity_id, "payload": body,
-                           "change_seq": seq})
+    now = _now()
+    bodies = [json.dumps(payload, ensure_ascii=False, sort_keys=True) if payload is not None else None
+              for _, _, payload in items]
+    # One multi-row INSERT ... RETURNING, in parameter order (SQLite >= 3.35, PostgreSQL).
+    insert = registry_changes.insert().returning(registry_changes.c.change_seq, sort_by_parameter_order=True)
+    seqs = list(conn.execute(insert, [
+        {"site_id": site_id, "entity": entity, "entity_id": entity_id, "op": op, "payload": body,
+         "created_at": now, "created_by": by} for (entity_id, op, _), body in zip(items, bodies)]).scalars())
+    states = [{"site_id": site_id, "entity": entity, "entity_id": entity_id, "payload": body, "change_seq": seq}
+              for (entity_id, op, _), body, seq in zip(items, bodies, seqs) if op == "upsert"]
     state = registry_state.c
     conn.execute(registry_state.delete().where(state.site_id == bindparam("b_site"), state.entity == bindparam("b_entity"),
                                                state.entity_id == bindparam("b_id")),
