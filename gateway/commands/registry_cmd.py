@@ -160,6 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--site", required=True)
     p.add_argument("--until", required=True, help="YYYY-MM-DD, or 'none' to end it")
     p.add_argument("--risk", choices=["green", "yellow", "red"])
+    p.add_argument("--reason", help="why an end date already set changes (required then; audited)")
     p.add_argument("person_id")
 
     p = _parser(actions, "revoke-pass", "revoke a pass at a site's gates",
@@ -433,7 +434,8 @@ def run_person_observe(args) -> int:
 
     until = None if args.until.lower() == "none" else _day(args.until)
     try:
-        payload = registry.set_observation(_db(args), args.site, args.person_id, until, risk=args.risk, by=_by(args))
+        payload = registry.set_observation(_db(args), args.site, args.person_id, until, risk=args.risk, by=_by(args),
+                                           reason=args.reason)
     except registry.RegistryError as exc:
         _fail(exc)
     print(json.dumps({"person_id": args.person_id, **payload}, ensure_ascii=False))

@@ -155,6 +155,7 @@ class ObservationIn(StaffBody):
     until: date | None = Field(description="Last day of observation; null ends it")
     risk: str | None = Field(None, pattern="^(green|yellow|red)$")
     returnee: bool | None = None
+    reason: str | None = Field(None, max_length=200, description="Required to change an end date already set")
 
 
 class RevocationIn(StaffBody):
@@ -411,7 +412,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     def staff_observation(site_id: SitePath, person_id: IdPath, body: ObservationIn, who: StaffDep):
         site_guard(who, site_id, change=True, roles=REGISTRY_EDITORS)
         result = staff_call(registry.set_observation, db, site_id, person_id, body.until,
-                            risk=body.risk, returnee=body.returnee, by=who.name)
+                            risk=body.risk, returnee=body.returnee, by=who.name, reason=body.reason)
         return {"result": result}
 
     @app.post(f"{staff_prefix}/revocations", response_model=ChangeOut, tags=["staff"])

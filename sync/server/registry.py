@@ -160,8 +160,10 @@ def add_person(db: Database, site_id: str, person_id: str, *, name: str, unit: s
 
 
 def set_observation(db: Database, site_id: str, person_id: str, until: date | None, *,
-                    risk: str | None = None, returnee: bool | None = None, by: str | None = None) -> dict:
-    """Start (or end, with until=None) a person's home observation period."""
+                    risk: str | None = None, returnee: bool | None = None, by: str | None = None,
+                    reason: str | None = None) -> dict:
+    """Start (or end, with until=None) a person's home observation period.
+    Changing an end date already set needs a `reason` (audited)."""
     if risk not in RISKS:
         raise RegistryError(f"risk {risk!r}: expected green, yellow, red or none")
     from sync.server import people
@@ -172,10 +174,15 @@ def set_observation(db: Database, site_id: str, person_id: str, until: date | No
     if returnee is not None:
         fields["returnee"] = returnee
     with db.write() as conn:
-        if people.get(conn, site_id, person_id) is None:
+        current = people.get(conn, site_id, person_id)
+        if current is None:
             raise RegistryError(f"site {site_id!r} has no person {person_id!r}; add them first")
+        if current["observation_until"] is not None and current["observation_until"] != until \
+                and not (reason or "").strip():
+            raise RegistryError(f"{person_id}'s observation already ends on {current['observation_until']}: "
+                                "changing it needs a reason")
         saved = people.save(db, conn, site_id, fields, by=by or "unknown", person_id=person_id,
-                            action="person.observation")
+                            action="person.observation", reason=(reason or "").strip() or None)
     return people.gate_payload(saved.row)
 
 

@@ -78,3 +78,13 @@ def test_returnee_command(tmp_path, capsys):
     code, out, _ = _run(capsys, "registry", "returnee", "--db", url, "--site", "site-1", "--arrival", "2020-02-01",
                         "--origin", "湖北", "--by", "王主任", pid)
     assert code == 0 and json.loads(out)["observation_until"] == str(date(2020, 2, 15))
+
+
+def test_person_observe_changing_a_set_end_date_needs_a_reason(tmp_path, capsys):
+    db = ["--db", f"sqlite:///{tmp_path / 'r.db'}", "--site", "site-1", "--by", "王主任"]
+    _run(capsys, "registry", "person", "add", *db, "--name", "张三", "--returnee", "--arrival", "2020-02-10", "p-001")
+    code, _, err = _run(capsys, "registry", "person", "observe", *db, "--until", "2020-02-20", "p-001")
+    assert code != 0 and "needs a reason" in err
+    code, out, _ = _run(capsys, "registry", "person", "observe", *db, "--until", "2020-02-20", "--reason",
+                        "街道通知提前解除", "p-001")
+    assert code == 0 and json.loads(out)["observation_until"] == "2020-02-20"
