@@ -106,3 +106,28 @@ def test_policy_page_publishes_a_version_or_shows_errors(app_with_key, login_as)
     assert registry.head(db, "site-a") == 0
     r = worker.post("/registry/sites/site-a/policy", data={**form, "threshold_c": "37.2"}, follow_redirects=True)
     assert "已发布第 1 版" in r.text
+
+
+def test_passes_for_a_whole_import_then_renew_and_every_change_is_audited_by_name(app_with_key, login_as):
+    from sqlalchemy import select
+
+    from sync.server import imports
+    from sync.server.schema import audit
+
+    db, _app, _tokens = app_with_key
+    job = imports.create_job(db, "site-a", "residents", "台账.xlsx", xlsx_bytes(resident_rows(12)), by="worker-a")
+    imports.run_job(db, "site-a", imports.get_job(db, "site-a", job), by="worker-a")
+    worker = login_as("worker-a")
+    page = worker.get(f"/registry/sites/site-a/passes?import_id={job}")
+    assert "第 1 次导入的全部人员（12 人）" in page.text
+    r = worker.post("/registry/sites/site-a/passes/issue", data={"csrf_token": csrf_of(page.text),
+                                                                 "import_id": str(job), "days": "3"})
+    assert r.status_code == 200 and "已发放 12 张通行证" in r.text
+    r = worker.post("/registry/sites/site-a/passes/renew", data={"csrf_token": csrf_of(page.text),
+                                                                 "within_days": "7", "days": "30"})
+    assert "已发放 12 张通行证" in r.text
+    with db.read() as conn:
+        rows = conn.execute(select(audit.c.actor, audit.c.action, audit.c.entity)
+                            .where(audit.c.site_id == "site-a")).all()
+    assert {("worker-a", "person.upsert", "person"), ("worker-a", "pass.issue", "pass_batch"),
+            ("worker-a", "pass.renew", "pass_batch"), ("worker-a", "key.upsert", "key")} <= set(rows)
