@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sync import protocol as p
 from sync.server import auth, people_api, registry, web
 from sync.server.web import site_guard
+from sync.server.contacts import GateContacts
 from sync.server.db import DEFAULT_DB_URL, Database, open_database
 from sync.server.ingest import Gap, StreamForbidden, ingest
 from sync.server.ratelimit import RateLimiter
@@ -200,6 +201,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     migrate(db)
     limiter = RateLimiter(per_key_rate=gate_rate, per_key_burst=gate_burst,
                           global_rate=global_rate, global_burst=global_burst)
+    contacts = GateContacts(db)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -258,6 +260,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
         wait = limiter.take(gate.id)
         if wait:
             refuse(429, "rate_limited", f"gate {gate.name} is sending too fast", {"Retry-After": str(wait)})
+        contacts.seen(gate.id)  # for the gate board's "last contact"
         return gate
 
     def admitted_gate(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> auth.Gate:

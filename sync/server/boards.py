@@ -2,7 +2,7 @@
 
 One function per board, each reading defensively (columns other branches
 add to `alerts` show up through `row._mapping`, absent ones are None):
-- `gate_board`: per gate, last contact, online, duty (shift sign-in/out),
+- `gate_board`: per gate, last contact (any request) and last upload, online, duty (shift sign-in/out),
   the unattended alarm (latest staffing event is `unstaffed`), device health
   (latest `health` event, if the gate sends one) and how far behind its last
   upload was.
@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 
 from gateway.clock import to_ns
-from sync.server import audit, registry
+from sync.server import audit, contacts, registry
 from sync.server.db import Database
 from sync.server.reports import DEFAULT_TZ, _zone
 from sync.server.schema import alert_followups, alerts, events, gates, registry_state, streams
@@ -67,14 +67,15 @@ def _payload(text: str | None) -> dict:
 class GateRow:
     name: str
     enrolled: bool
-    last_contact: datetime | None
-    online: bool
+    last_contact: datetime | None  # any authenticated request (uploads, registry reads)
+    last_upload: datetime | None
     events_received: int
     behind_s: float | None  # how old the oldest event of the last upload was when it arrived
     on_duty: str | None
     duty_since: datetime | None
     unattended: bool
     health: dict[str, Any]
+    online: bool = False
 
 
 def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: str = DEFAULT_TZ) -> list[GateRow]:
@@ -86,6 +87,7 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
                 select(func.max(streams.c.last_upload_at), func.coalesce(func.sum(streams.c.acked_through), 0))
                 .where(streams.c.gate_id == gate.id)).one()
             last = _aware(upload[0])
+            seen = contacts.last_seen(conn, gate.id)
             behind = None
             if last is not None:
                 oldest = conn.execute(select(func.min(events.c.event_time_ns)).where(
@@ -114,11 +116,13 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
                     since = _time(staffing.event_time_ns, tz)
             health_detail = _payload(health.payload).get("detail") if health else None
             rows.append(GateRow(
-                name=gate.name, enrolled=gate.revoked_at is None, last_contact=last,
-                online=last is not None and now - last <= ONLINE_WITHIN, events_received=int(upload[1] or 0),
+                name=gate.name, enrolled=gate.revoked_at is None, last_contact=max(filter(None, (last, seen)), default=None),
+                last_upload=last, events_received=int(upload[1] or 0),
                 behind_s=behind, on_duty=on_duty, duty_since=since, unattended=unattended,
                 health=health_detail if isinstance(health_detail, dict) else {},
             ))
+    for row in rows:
+        row.online = row.enrolled and row.last_contact is not None and now - row.last_contact <= ONLINE_WITHIN
     return rows
 
 
@@ -128,8 +132,10 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
 def fever_cases(db: Database, site_id: str, *, day: date | None = None, open_only: bool = False,
                 tz: str = DEFAULT_TZ, limit: int = 500) -> list[dict[str, Any]]:
     """One dict per alert (case), newest first. Keys: every `alerts` column,
-    plus event_time, name, unit, readings, gate_ack {operator, note, time},
-    followups [{at, by, note}], staff_acknowledged."""
+    plus event_time, name, unit, readings (first, highest), reading_count,
+    gate_ack {operator, note, time[, outcome, clinical_c]} from a `fever_ack`
+    event or the case closed at the gate, followups [{at, by, note}],
+    staff_acknowledged."""
     query = select(alerts).where(alerts.c.site_id == site_id)
     if day is not None:
         lo, hi = day_bounds(day, tz)
@@ -166,17 +172,39 @@ def fever_cases(db: Database, site_id: str, *, day: date | None = None, open_onl
     for row in rows:
         case = dict(row._mapping)
         person = people.get(row.person_id, {})
-        readings = case.get("readings")
-        if isinstance(readings, str):
-            readings = _payload('{"r": %s}' % readings).get("r")
         case.update(
             event_time=_time(row.event_time_ns, tz), name=person.get("name"), unit=person.get("unit"),
-            readings=readings if isinstance(readings, list) else [x for x in (row.body_c,) if x is not None],
-            gate_ack=acks.get((row.stream_id, row.seq)), followups=notes.get(row.id, []),
-            staff_acknowledged=row.acknowledged_at is not None,
+            readings=_readings(case), reading_count=_reading_count(case),
+            gate_ack=acks.get((row.stream_id, row.seq)) or _closed_at_gate(case, tz),
+            followups=notes.get(row.id, []), staff_acknowledged=row.acknowledged_at is not None,
         )
         cases.append(case)
     return cases
+
+
+# An alert row is either one flagged reading (older kiosks) or one fever case
+# (columns readings = count, max_c, clinical_c, status, outcome,
+# gate_operator, note, closed_at). These read either shape.
+
+
+def _readings(case: dict) -> list[float]:
+    """The readings to show: the first and, for a case, the highest."""
+    values = [v for v in (case.get("body_c"), case.get("max_c")) if isinstance(v, (int, float))]
+    return list(dict.fromkeys(values))
+
+
+def _reading_count(case: dict) -> int:
+    count = case.get("readings")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else len(_readings(case))
+
+
+def _closed_at_gate(case: dict, tz: str) -> dict | None:
+    """A case the guard closed at the gate: who, the note and the outcome."""
+    if not (case.get("gate_operator") or case.get("note") or case.get("outcome")):
+        return None
+    closed = _aware(case.get("closed_at"))
+    return {"operator": case.get("gate_operator"), "note": case.get("note"), "outcome": case.get("outcome"),
+            "clinical_c": case.get("clinical_c"), "time": closed.astimezone(_zone(tz)) if closed else None}
 
 
 def add_followup(db: Database, site_id: str, alert_id: int, note: str, *, by: str) -> None:

@@ -10,7 +10,8 @@ with what the street office asks for each day:
   (person id, else pass id, else the alert itself), with the gate's readings,
   acknowledgement and the staff follow-ups;
 - hand-recorded fevers: a visitor or guard temperature written in a ledger
-  at or above the threshold (the kiosk's hundredths rule, `is_fever`);
+  at or above the threshold (the kiosk's hundredths rule, `is_fever`); a
+  kiosk that opens a fever case for them lists them under cases too;
 - visitors; returnees registered that day (from the audit log: a person
   upserted with returnee true who was not one before); people under home
   observation that day (observation_until on or after the day);
@@ -199,7 +200,7 @@ def _case_rows(report: dict) -> list[tuple]:
     for c in report["fever_cases"]:
         ack = c["gate_ack"]
         rows.append((c["first_time"], c["name"] or "", c["unit"] or "", c["person_id"] or c["pass_id"] or "", c["gate"],
-                     ", ".join(f"{r:.2f}" for r in c["readings"]),
+                     " / ".join(f"{r:.2f}" for r in c["readings"]),
                      f"{ack['operator']}: {ack['note']}" if ack else "",
                      "; ".join(f"{f['by']}: {f['note']}" for f in c["followups"]), c["acknowledged_by"] or ""))
     return rows

@@ -350,7 +350,15 @@ alert_followups = Table(
     Column("note", Text, nullable=False),
 )
 
-_REG_STAFF_TABLES = {staff_accounts, sites, staff_scopes, staff_sessions, login_throttle, audit, alert_followups}
+# When a gate last made any authenticated request (sync.server.contacts).
+gate_contacts = Table(
+    "gate_contacts",
+    metadata,
+    Column("gate_id", BigInteger, primary_key=True),
+    Column("last_seen_at", Timestamp, nullable=False),
+)
+
+_REG_STAFF_TABLES = {gate_contacts, staff_accounts, sites, staff_scopes, staff_sessions, login_throttle, audit, alert_followups}
 _NOT_EVENTS = [t for t in metadata.sorted_tables if t is not events and t not in _REG_STAFF_TABLES]
 
 _PG_EVENTS_DDL = """

@@ -69,7 +69,14 @@ def test_gate_board_shows_duty_then_the_unattended_alarm(server, kiosk, browser_
     kiosk.sync()
     assert boards.gate_board(server.db, "site-a")[0].on_duty == "小王"
     assert not boards.gate_board(server.db, "site-a")[0].unattended
-    # A gate that has not uploaded for a while is offline.
+    # A gate with nothing to upload still reads the registry: it stays online.
+    import httpx
+
+    _, token = auth.add_gate(server.db, "site-a", "north-3")
+    httpx.get(f"{server.url}/api/v1/sites/site-a/registry", headers={"Authorization": f"Bearer {token}"})
+    north = {g.name: g for g in boards.gate_board(server.db, "site-a")}["north-3"]
+    assert north.online and north.last_upload is None and north.last_contact is not None
+    # A gate that has not been heard from for a while is offline.
     later = datetime.now(timezone.utc) + boards.ONLINE_WITHIN + timedelta(seconds=5)
     assert not boards.gate_board(server.db, "site-a", now=later)[0].online
 
@@ -125,3 +132,21 @@ def test_api_docs_load_with_no_outside_address(server):
     assert httpx.get(f"{server.url}/api/docs/assets/swagger-ui.css").status_code == 200
     # The staff pages' own assets are served from the package too.
     assert "body" in httpx.get(f"{server.url}/registry/static/registry.css").text
+
+
+@pytest.mark.parametrize("row, readings, count, ack", [
+    # An alert from a kiosk without fever cases: one flagged reading.
+    ({"body_c": 38.2}, [38.2], 1, None),
+    # A fever case: first reading, the highest of 3, closed at the gate.
+    ({"body_c": 37.6, "max_c": 38.4, "readings": 3, "status": "closed", "outcome": "referred",
+      "gate_operator": "老李", "note": "送发热门诊", "clinical_c": 38.1, "closed_at": None},
+     [37.6, 38.4], 3, {"operator": "老李", "note": "送发热门诊", "outcome": "referred", "clinical_c": 38.1,
+                       "time": None}),
+    # An open case with one reading: no acknowledgement from the gate yet.
+    ({"body_c": 37.5, "max_c": 37.5, "readings": 1, "status": "open", "outcome": None, "gate_operator": None,
+      "note": None}, [37.5], 1, None),
+])
+def test_fever_board_reads_alert_rows_and_fever_case_rows(row, readings, count, ack):
+    assert boards._readings(row) == readings
+    assert boards._reading_count(row) == count
+    assert boards._closed_at_gate(row, "Asia/Shanghai") == ack

@@ -127,7 +127,7 @@ def test_log_in_boards_and_the_daily_report_as_xlsx(page, served, tmp_path):
     assert summary["进入人次"] == 4 and summary["外出人次"] == 1 and summary["发热病例（人）"] == 1
     assert summary["零报告"] == "否"
     cases = list(book["发热病例"].iter_rows(min_row=2, values_only=True))
-    assert len(cases) == 1 and cases[0][1] == "赵六" and cases[0][5] == "38.10, 37.90"
+    assert len(cases) == 1 and cases[0][1] == "赵六" and cases[0][5] == "38.10 / 37.90"
 
     # The next day is a zero report, said in words.
     page.goto(f"{served.url}/registry/sites/site-a/report?day=2026-02-02")
