@@ -76,7 +76,7 @@ def run_import(args) -> int:
         table = imports.parse(args.file.name, content)
     except OSError as exc:
         _fail(f"{args.file}: cannot read: {exc.strerror or exc}")
-    except imports.ImportError_ as exc:
+    except imports.LedgerError as exc:
         _fail(f"{args.file}: {exc}")
     db = _db(args)
     mapping = imports.auto_mapping(table.headers, args.list_kind)

@@ -65,7 +65,7 @@ YES = ("是", "y", "yes", "true", "1", "√", "✓")
 NO = ("否", "n", "no", "false", "0", "")
 
 
-class ImportError_(ValueError):
+class LedgerError(ValueError):
     """A file that cannot be read as a ledger at all (not the per-cell errors)."""
 
 
@@ -109,9 +109,9 @@ def parse(filename: str, content: bytes) -> Table:
             body = [r for r in raw[i + 1:]]
             break
     else:
-        raise ImportError_("no header row found: the first rows should name the columns (姓名, 楼号, 单元, 门牌号 …)")
+        raise LedgerError("no header row found: the first rows should name the columns (姓名, 楼号, 单元, 门牌号 …)")
     if len(body) > MAX_ROWS:
-        raise ImportError_(f"{len(body)} rows: at most {MAX_ROWS} per file")
+        raise LedgerError(f"{len(body)} rows: at most {MAX_ROWS} per file")
     width = len(headers)
     rows = [[_cell(v) for v in (list(r) + [None] * width)[:width]] for r in body]
     # Trailing blank lines (Excel keeps formatted empty rows) are not rows.
@@ -126,7 +126,7 @@ def _xlsx_rows(content: bytes) -> list[list]:
     try:
         book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a broken file
-        raise ImportError_(f"not a readable XLSX file ({type(exc).__name__})") from None
+        raise LedgerError(f"not a readable XLSX file ({type(exc).__name__})") from None
     try:
         sheet = book.worksheets[0]
         return [list(r) for r in sheet.iter_rows(values_only=True)]
@@ -142,7 +142,7 @@ def _csv_rows(content: bytes) -> list[list]:
         except UnicodeDecodeError:
             continue
     else:
-        raise ImportError_("not a text file in UTF-8 or GB18030")
+        raise LedgerError("not a text file in UTF-8 or GB18030")
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",\t;")
     except csv.Error:
@@ -299,7 +299,7 @@ def _resident_fields(values: dict) -> dict:
 
 def preview(db: Database, site_id: str, table: Table, list_kind: str, mapping: dict[int, str]) -> Preview:
     if list_kind not in LIST_KINDS:
-        raise ImportError_(f"list kind {list_kind!r}: expected one of {', '.join(LIST_KINDS)}")
+        raise LedgerError(f"list kind {list_kind!r}: expected one of {', '.join(LIST_KINDS)}")
     problems = check_mapping(mapping, table.headers, list_kind)
     result = Preview(list_kind, table.headers, mapping, problems, [])
     if problems:
@@ -464,12 +464,12 @@ def _jobs():
 
 
 def create_job(db: Database, site_id: str, list_kind: str, filename: str, content: bytes, *, by: str) -> int:
-    """Parse the upload (raises ImportError_ if it is not a ledger) and keep it for preview."""
+    """Parse the upload (raises LedgerError if it is not a ledger) and keep it for preview."""
     import hashlib
     import json
 
     if list_kind not in LIST_KINDS:
-        raise ImportError_(f"list kind {list_kind!r}: expected one of {', '.join(LIST_KINDS)}")
+        raise LedgerError(f"list kind {list_kind!r}: expected one of {', '.join(LIST_KINDS)}")
     table = parse(filename, content)
     mapping = auto_mapping(table.headers, list_kind)
     jobs = _jobs()

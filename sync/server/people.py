@@ -6,12 +6,16 @@ resident, tenant, staff or volunteer. A new renter is a tenant with a
 landlord's room) and a `moved_in` date. Moving out keeps the row with status
 `moved_out`, so the gates refuse the person's passes.
 
-Every change goes through `save()`, which in one transaction
-- updates the `people` row,
-- appends a `person` change to the registry feed (what the kiosks download;
+Every change is `prepare()`d (validated, merged with the stored row, keyed)
+and then `write()`n, which in the caller's transaction
+- updates the `people` rows,
+- appends `person` changes to the registry feed (what the kiosks download;
   the payload keeps the fields gateway/registry_copy.py reads, plus `kind`),
-- writes an audit record naming the staff member.
-A save that changes nothing writes nothing: re-importing a ledger is a no-op.
+- writes audit records naming the staff member ("person.upsert", with `via`
+  saying which page, import or command, and the reason where one is needed).
+`save()` does both for one person; an import prepares thousands and writes
+them at once. A change that changes nothing writes nothing: re-importing a
+ledger is a no-op.
 
 Returnees: the home observation runs from the arrival date through
 arrival + 14 days (`observation_end()`); changing that end date later needs

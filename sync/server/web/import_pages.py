@@ -103,7 +103,7 @@ async def imports_upload(request: Request, site_id: str, staff: StaffPage, file:
     try:
         job_id = await run_in_threadpool(imports.create_job, db_of(request), site_id, list_kind,
                                          file.filename or "upload", content, by=staff.name)
-    except imports.ImportError_ as exc:
+    except imports.LedgerError as exc:
         return RedirectResponse(f"{PREFIX}/sites/{site_id}/imports?problem={_q(str(exc))}", status_code=303)
     return RedirectResponse(f"{PREFIX}/sites/{site_id}/imports/{job_id}", status_code=303)
 
