@@ -131,3 +131,29 @@ def test_passes_for_a_whole_import_then_renew_and_every_change_is_audited_by_nam
                             .where(audit.c.site_id == "site-a")).all()
     assert {("worker-a", "person.upsert", "person"), ("worker-a", "pass.issue", "pass_batch"),
             ("worker-a", "pass.renew", "pass_batch"), ("worker-a", "key.upsert", "key")} <= set(rows)
+
+
+def test_every_role_at_every_site_reads_and_changes_residents_only_within_its_scope(app_with_key, login_as):
+    from tests.registry.conftest import ACCOUNTS
+    from tests.registry.test_authorization import EDITS, READS, SITES
+
+    db, app, tokens = app_with_key
+    for site in SITES:
+        people.save_one(db, site, {"name": "住户", "building": "1"}, by="setup")
+    api = TestClient(app)
+    for name in ACCOUNTS:
+        client = login_as(name)
+        bearer = {"Authorization": f"Bearer {tokens[name]}"}
+        for site in SITES:
+            reads, edits = site in READS[name], site in EDITS.get(name, set())
+            page = client.get(f"/registry/sites/{site}/people")
+            assert page.status_code == (200 if reads else 403), (name, site)
+            token = csrf_of(client.get(f"/registry/sites/{sorted(READS[name])[0]}/people").text)
+            r = client.post(f"/registry/sites/{site}/people", data={"name": f"{name}新人", "csrf_token": token},
+                            follow_redirects=False)
+            assert r.status_code == (303 if edits else 403), (name, site, r.status_code)
+            r = api.get(f"/api/v1/staff/sites/{site}/people", headers=bearer)
+            assert r.status_code == (200 if reads else 403), (name, site)
+            r = api.post(f"/api/v1/staff/sites/{site}/passes", json={"building": "1", "days": 1}, headers=bearer)
+            assert r.status_code == (200 if edits else 403), (name, site, r.text)
+    api.close()
