@@ -157,3 +157,14 @@ def test_every_role_at_every_site_reads_and_changes_residents_only_within_its_sc
             r = api.post(f"/api/v1/staff/sites/{site}/passes", json={"building": "1", "days": 1}, headers=bearer)
             assert r.status_code == (200 if edits else 403), (name, site, r.text)
     api.close()
+
+
+def test_an_import_cut_short_by_a_restart_can_be_committed_again(app_with_key, login_as):
+    from sync.server import imports
+
+    db, app, _tokens = app_with_key
+    job = imports.create_job(db, "site-a", "residents", "台账.xlsx", xlsx_bytes(resident_rows(5)), by="worker-a")
+    assert imports.claim_job(db, "site-a", job)  # a server claimed it, then stopped before committing
+    page = login_as("worker-a").get(f"/registry/sites/site-a/imports/{job}")
+    assert 'id="job-error"' in page.text and 'id="commit"' in page.text
+    assert people.search(db, "site-a")[1] == 0

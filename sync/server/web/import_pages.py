@@ -118,6 +118,13 @@ def _q(text: str) -> str:
 def import_job_page(request: Request, site_id: str, job_id: int, staff: StaffPage):
     site_guard(staff, site_id, change=False)
     job = _job_or_404(request, site_id, job_id)
+    if job["status"] == "committing" and job_id not in _progress(request):
+        # Claimed by a server that has since stopped: its one transaction was
+        # rolled back, so nothing was written; the clerk may commit again.
+        imports.finish_job(db_of(request), site_id, job_id, "preview",
+                           {"error": "服务器在导入时重启，未写入任何数据，请重新确认 / "
+                                     "the server restarted during the import; nothing was written"})
+        job = _job_or_404(request, site_id, job_id)
     preview = shown = None
     hidden = 0
     if job["status"] == "preview":
