@@ -11,7 +11,7 @@ Measured in one run, on the same database engine:
 - the printable sheet of 500 passes (`sync.server.sheets.render_pdf`), cold
   (font loaded) and warm.
 
-    .venv/bin/python -m bench.registry [--rows 5000] [--cli-sample 5] [--db URL]
+    .venv/bin/python -m bench.registry [--rows 5000] [--cli-sample 5] [--pg postgresql://postgres@127.0.0.1/test]
 
 Targets: import and passes at least 500 rows/s and 50x the CLI path each; the
 500-pass PDF in at most 10 s. Exits 1 on a miss.
@@ -63,7 +63,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=5000, help="residents to import and passes to issue")
     parser.add_argument("--cli-sample", type=int, default=5, help="CLI calls timed for the anchor")
     parser.add_argument("--sheet", type=int, default=500, help="passes on the printed sheet")
-    parser.add_argument("--db", help="database URL (default: a new SQLite file)")
+    parser.add_argument("--pg", metavar="URL", help="run on PostgreSQL, in a new schema of this database "
+                        "(default: a new SQLite file)")
     args = parser.parse_args()
 
     from sync.server import imports, issuing, open_database, people, sheets
@@ -72,7 +73,13 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        db_url = args.db or f"sqlite:///{tmp_path / 'registry.db'}"
+        drop_schema = None
+        if args.pg:
+            from bench.sync import pg_schema
+
+            db_url, drop_schema = pg_schema(args.pg)
+        else:
+            db_url = f"sqlite:///{tmp_path / 'registry.db'}"
         db = open_database(db_url)
         migrate(db)
 
@@ -109,6 +116,8 @@ def main() -> int:
         sheets.render_pdf(cards, site_name="site-1")
         pdf_warm_s = time.perf_counter() - start
         db.dispose()
+        if drop_schema:
+            drop_schema()
 
     import_rate, issue_rate = args.rows / import_s, args.rows / issue_s
     engine = "PostgreSQL" if db_url.startswith("postgres") else "SQLite"
