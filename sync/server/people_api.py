@@ -7,7 +7,7 @@ checked for the account's role and site by `site_guard`:
     GET  /api/v1/staff/sites/{site}/people?building=&name=&phone=&kind=&observation=
     POST /api/v1/staff/sites/{site}/returnees                 register a return (14 days from arrival)
     PUT  /api/v1/staff/sites/{site}/people/{id}/observation-end   {until, reason}
-    POST /api/v1/staff/sites/{site}/passes                    issue for person_ids or a building
+    POST /api/v1/staff/sites/{site}/passes                    issue for person_ids, a building or a household
     GET  /api/v1/staff/sites/{site}/people/{id}/passes        a person's passes
     POST /api/v1/staff/sites/{site}/people/{id}/passes/revoke every pass the person holds
     GET  /api/v1/staff/sites/{site}/passes/batches/{batch}.pdf   the printable sheet
@@ -68,6 +68,7 @@ class ObservationEndIn(Body):
 class IssueIn(Body):
     person_ids: list[Annotated[str, Field(max_length=128)]] = Field([], max_length=10_000)
     building: str = Field("", max_length=32)
+    household_of: str = Field("", max_length=128, description="everyone living in this person's household")
     days: int = Field(30, ge=1, le=issuing.MAX_DAYS)
 
 
@@ -137,8 +138,13 @@ def issue_passes(request: Request, site_id: SitePath, body: IssueIn, who: StaffD
     if body.building:
         rows, _ = people.search(db, site_id, people.Filters(building=body.building), limit=10_000)
         ids += [r["person_id"] for r in rows]
+    if body.household_of:
+        try:
+            ids += [r["person_id"] for r in people.household(db, site_id, body.household_of) if r["status"] == "active"]
+        except RegistryError as exc:
+            _conflict(exc)
     if not ids:
-        raise HTTPException(422, {"error": "invalid", "detail": "give person_ids or a building"})
+        raise HTTPException(422, {"error": "invalid", "detail": "give person_ids, a building or household_of"})
     try:
         result = issuing.issue(db, site_id, ids, days=body.days, passphrase=request.app.state.issuer_passphrase,
                                by=who.name)

@@ -168,3 +168,16 @@ def test_an_import_cut_short_by_a_restart_can_be_committed_again(app_with_key, l
     page = login_as("worker-a").get(f"/registry/sites/site-a/imports/{job}")
     assert 'id="job-error"' in page.text and 'id="commit"' in page.text
     assert people.search(db, "site-a")[1] == 0
+
+
+def test_passes_for_a_household_from_a_persons_page(app_with_key, login_as):
+    db, _app, _tokens = app_with_key
+    landlord = people.save_one(db, "site-a", {"name": "房东", "building": "5", "unit": "1", "room": "301"}, by="t")
+    people.save_one(db, "site-a", {"name": "租客", "kind": "tenant", "landlord_id": landlord.person_id}, by="t")
+    people.save_one(db, "site-a", {"name": "邻居", "building": "5", "unit": "1", "room": "302"}, by="t")
+    worker = login_as("worker-a")
+    page = worker.get(f"/registry/sites/site-a/people/{landlord.person_id}")
+    assert "为全户 2 人发放" in page.text
+    r = worker.post("/registry/sites/site-a/passes/issue", data={"csrf_token": csrf_of(page.text),
+                                                                 "household_of": landlord.person_id, "days": "30"})
+    assert "已发放 2 张通行证" in r.text and "租客" in r.text and "邻居" not in r.text

@@ -89,6 +89,9 @@ def _chosen_people(request: Request, site_id: str, form) -> list[str]:
     db = db_of(request)
     if form.get("person_id"):
         return [str(form["person_id"])]
+    if form.get("household_of"):
+        return [p["person_id"] for p in people.household(db, site_id, str(form["household_of"]))
+                if p["status"] == "active"]
     if form.get("import_id"):
         job = imports.get_job(db, site_id, int(form["import_id"]))
         if job is None or not job.get("summary"):

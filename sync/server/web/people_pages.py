@@ -74,6 +74,7 @@ i18n.register({
     "people.revoked": ("已作废", "Revoked"),
     "people.revoke": ("挂失作废", "Revoke (lost)"),
     "people.reissue": ("补办（作废旧证）", "Reissue (revokes the old)"),
+    "people.issue_household": ("为全户 {count} 人发放", "Issue to the whole household ({count})"),
     "people.issue": ("发放通行证", "Issue a pass"),
     "people.days": ("有效天数", "Days valid"),
     "people.print": ("打印", "Print"),
