@@ -143,8 +143,9 @@ def run_pass_issue(args) -> int:
     if args.pdf and result.issued:
         by_id = {p["person_id"]: p for p in people.people_by_ids(db, args.site, [r["person_id"] for r in result.issued])}
         try:
-            args.pdf.write_bytes(sheets.render_pdf(sheets.cards_for(result.issued, by_id), site_name=args.site,
-                                                   mask=site_policy.mask_names(db, args.site)))
+            pdf = sheets.render_pdf(sheets.cards_for(result.issued, by_id), site_name=sheets.site_title(db, args.site),
+                                    mask=site_policy.mask_names(db, args.site))
+            args.pdf.write_bytes(pdf)
         except (OSError, sheets.SheetError) as exc:
             _fail(f"{args.pdf}: {exc}")
         print(f"wrote {args.pdf}", file=sys.stderr)

@@ -175,7 +175,8 @@ def batch_pdf(request: Request, site_id: SitePath, batch_id: Annotated[str, Path
     if not rows:
         raise HTTPException(404, {"error": "not_found", "detail": f"no batch {batch_id}"})
     by_id = {r["person_id"]: r for r in people.people_by_ids(db, site_id, [r["person_id"] for r in rows])}
-    pdf = sheets.render_pdf(sheets.cards_for(rows, by_id), site_name=site_id, mask=site_policy.mask_names(db, site_id))
+    pdf = sheets.render_pdf(sheets.cards_for(rows, by_id), site_name=sheets.site_title(db, site_id),
+                            mask=site_policy.mask_names(db, site_id))
     return Response(pdf, media_type="application/pdf")
 
 

@@ -143,6 +143,13 @@ def render_pdf(cards: list[dict], *, site_name: str = "", mask: bool = False) ->
     return out.getvalue()
 
 
+def site_title(db, site_id: str) -> str:
+    """The community's name for the sheet's header (its id if it has none)."""
+    from sync.server.sites import site_rows
+
+    return (site_rows(db).get(site_id) or {}).get("name") or site_id
+
+
 def cards_for(passes: list[dict], people_by_id: dict[str, dict]) -> list[dict]:
     """Join issued passes with their people, in address order."""
     from sync.server.people import address

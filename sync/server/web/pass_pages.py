@@ -158,7 +158,7 @@ def _pdf(request: Request, site_id: str, rows: list[dict], name: str) -> Respons
     db = db_of(request)
     by_id = {p["person_id"]: p for p in people.people_by_ids(db, site_id, [r["person_id"] for r in rows])}
     try:
-        pdf = sheets.render_pdf(sheets.cards_for(rows, by_id), site_name=site_id,
+        pdf = sheets.render_pdf(sheets.cards_for(rows, by_id), site_name=sheets.site_title(db, site_id),
                                 mask=site_policy.mask_names(db, site_id))
     except sheets.SheetError as exc:
         raise HTTPException(503, {"error": "unavailable", "detail": str(exc)}) from None

@@ -252,7 +252,7 @@ def person_renter(request: Request, site_id: str, person_id: str, staff: StaffPa
     try:
         saved = people.save_one(db_of(request), site_id, {
             "name": name, "phone": phone, "kind": "tenant", "landlord_id": landlord["person_id"],
-            "moved_in": _date(moved_in) or date.today(), "building": landlord["building"],
+            "moved_in": _date(moved_in) or people.today_in_china(), "building": landlord["building"],
             "unit": landlord["unit"], "room": landlord["room"]}, by=staff.name, action="person.renter")
     except RegistryError as exc:
         return _back(site_id, f"people/{person_id}", problem=str(exc))
