@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest

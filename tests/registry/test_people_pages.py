@@ -11,7 +11,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from sync.server import auth, issuing, people, registry
+from sync.server import auth, people, registry
 from tests.registry.conftest import PASSPHRASE, csrf_of
 from tests.registry.ledgers import resident_rows, xlsx_bytes
 
