@@ -60,6 +60,7 @@ def test_gate_board_shows_duty_then_the_unattended_alarm(server, kiosk, browser_
     assert not rows["west-2"].online and rows["west-2"].last_contact is None
     page = browser_like.get("/registry/sites/site-a/gates").text
     assert "老李" in page and "在线" in page and "离线" in page and "从未" in page
+    assert '<meta http-equiv="refresh" content="60">' in page  # a board left open stays current
     kiosk.append({"kind": "unstaffed", "gate": "east-1", "detail": {"since_s": 300}})
     kiosk.sync()
     page = browser_like.get("/registry/sites/site-a/gates").text

@@ -115,6 +115,7 @@ def test_log_in_boards_and_the_daily_report_as_xlsx(page, served, tmp_path):
     page.click(".switcher button")
     page.wait_for_load_state("domcontentloaded")
     assert page.url.endswith("/registry/sites/site-b/ledgers")
+    assert page.inner_text("#site-switch option:checked") == "和平小区"
 
     page.goto(f"{served.url}/registry/sites/site-a/report?day={DAY}")
     with page.expect_download() as info:

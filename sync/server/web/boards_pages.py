@@ -22,6 +22,8 @@ from sync.server.web import i18n
 from sync.server.web.core import PREFIX, StaffPage, add_site_nav, lang_of, page_router, render, site_guard
 
 router = page_router()
+# The gate and fever boards reload themselves (no script needed) when left open.
+BOARD_REFRESH_S = 60
 
 i18n.register({
     "gates.title": ("闸机状态", "Gates"),
@@ -88,7 +90,8 @@ Day = Annotated[date | None, Query()]
 def gates_board(request: Request, site_id: SiteId, staff: StaffPage):
     _read_guard(request, staff, site_id)
     rows = boards.gate_board(request.app.state.db, site_id)
-    return render(request, "gates.html", site=site_id, board="gates", gates=rows, tz=ZoneInfo(DEFAULT_TZ))
+    return render(request, "gates.html", site=site_id, board="gates", gates=rows, tz=ZoneInfo(DEFAULT_TZ),
+                  refresh_s=BOARD_REFRESH_S)
 
 
 @router.get("/sites/{site_id}/fevers")
@@ -96,7 +99,7 @@ def fever_board(request: Request, site_id: SiteId, staff: StaffPage, day: Day = 
     _read_guard(request, staff, site_id)
     cases = boards.fever_cases(request.app.state.db, site_id, day=day, open_only=open)
     return render(request, "fevers.html", site=site_id, board="fevers", cases=cases, day=day, open_only=open,
-                  may_change=staff.can_change(site_id))
+                  may_change=staff.can_change(site_id), refresh_s=BOARD_REFRESH_S)
 
 
 def _back_to_fevers(site_id: str) -> RedirectResponse:

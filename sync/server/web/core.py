@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from sync.server import auth, sessions
-from sync.server.sites import known_sites
+from sync.server.sites import known_sites, site_rows
 from sync.server.web import i18n
 
 PREFIX = "/registry"
@@ -199,8 +199,9 @@ def render(request: Request, template_name: str, *, status_code: int = 200, **co
     """Render a template from sync/server/web/templates with the layout's context.
 
     Every template gets: `t(key, **fields)` (translated), `lang`, `staff`
-    (None on the log-in page), `sites` (readable site ids), `site` (the
-    current one, if the page passes it), `csrf_field()`, `csrf_token`,
+    (None on the log-in page), `sites` (readable site ids), `site_names`,
+    `site` (the current one, if the page passes it), `refresh_s` (reload
+    the page every N seconds, for boards left open on a screen), `csrf_field()`, `csrf_token`,
     `prefix` ("/registry"), `path` (this request's path).
     """
     lang = lang_of(request)
@@ -212,7 +213,9 @@ def render(request: Request, template_name: str, *, status_code: int = 200, **co
         "staff": staff,
         "sites": readable_sites(request, staff) if staff else [],
         "site": None,
+        "site_names": {k: v["name"] for k, v in site_rows(request.app.state.db).items()} if staff else {},
         "board": None,
+        "refresh_s": None,
         "csrf_token": csrf_token(request),
         "csrf_field": lambda: csrf_field(request),
         "prefix": PREFIX,
