@@ -59,7 +59,7 @@ from gateway.override_target import WINDOW_S as OVERRIDE_WINDOW_S
 from gateway.override_target import refusal as override_refusal
 from gateway.passes import PassVerdict, verify
 from gateway.policy import Policy
-from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale
+from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale, settings_under
 from gateway.screen.history import counts_today, restore_screen
 from gateway.screen.state import ScreenState
 from gateway.thermometry import Reading, is_fever, remeasure, sensor_fault, stable_reading, timed_out
@@ -776,6 +776,7 @@ class App:
             if policy.version != self.checkpoint.policy.version:
                 log.info("policy version %d (%s) now in force", policy.version, policy.name)
             self.checkpoint.policy = policy
+            self.checkpoint.settings = settings_under(policy, self.settings)
         self.state.policy.update(enforcement=policy.enforcement, visitor_mode=policy.visitor_mode)
 
 
@@ -832,7 +833,7 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     restore_screen(state, journal, policy)
     sync_worker = start_sync(settings, journal) if enable_sync else None
     checkpoint = Checkpoint(
-        settings=settings, journal=journal, camera=hardware.camera, sampler=sampler,
+        settings=settings_under(policy, settings), journal=journal, camera=hardware.camera, sampler=sampler,
         scanner=Scanner(settings.qr.backend), outputs=hardware.outputs, state=state, keys=keys, policy=policy,
         sync_trigger=getattr(sync_worker, "trigger", None),
     )

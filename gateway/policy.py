@@ -93,6 +93,13 @@ class Policy(BaseModel):
         description="hard: fever or a sensor failure keeps the gate shut (guard may override); "
         "soft: admit, flag and alert",
     )
+    # Set on the registry's site policy page (issue 9); None keeps the kiosk's [temperature] config.
+    threshold_c: float | None = Field(
+        None, ge=34.0, le=39.0, description="Fever threshold, body-equivalent, inclusive (default: the config's)"
+    )
+    offset_c: float | None = Field(
+        None, ge=-2.0, le=5.0, description="Skin-to-body compensation (default: the config's)"
+    )
     visitor_mode: Literal["register", "deny"] = Field(
         "deny",
         description="register: normal temperature + registration record (1 Feb rule); "

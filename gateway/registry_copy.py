@@ -3,7 +3,8 @@
 - `registry_entry()`: a verified pass's person, revocation, home observation,
   health-code colour and filed visitor case, as `decision.RegistryEntry`;
 - `load_keys()`: issuer keys from the config plus those the registry pushed;
-- `current_policy()`: the config's policy unless the registry pushed a newer one.
+- `current_policy()`: the config's policy unless the registry pushed a newer one;
+- `settings_under()`: the config with the policy's threshold and offset in force.
 """
 
 from __future__ import annotations
@@ -114,3 +115,12 @@ def current_policy(settings: Settings, journal: Journal) -> Policy:
     except PolicyError as exc:
         log.warning("%s", exc)
         return local
+
+
+def settings_under(policy: Policy, settings: Settings) -> Settings:
+    """The kiosk's settings with the policy's fever threshold and skin offset,
+    where the registry's site policy sets them (None keeps the config's)."""
+    update = {k: getattr(policy, k) for k in ("threshold_c", "offset_c") if getattr(policy, k, None) is not None}
+    if not update:
+        return settings
+    return settings.model_copy(update={"temperature": settings.temperature.model_copy(update=update)})

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import protocol as p
-from sync.server import auth, notify, registry, web
+from sync.server import auth, notify, people_api, registry, web
 from sync.server.web import site_guard
 from sync.server.db import DEFAULT_DB_URL, Database, open_database
 from sync.server.ingest import Gap, StreamForbidden, ingest
@@ -156,6 +156,7 @@ class ObservationIn(StaffBody):
     until: date | None = Field(description="Last day of observation; null ends it")
     risk: str | None = Field(None, pattern="^(green|yellow|red)$")
     returnee: bool | None = None
+    reason: str | None = Field(None, max_length=200, description="Required to change an end date already set")
 
 
 class RevocationIn(StaffBody):
@@ -187,7 +188,8 @@ class ChangeOut(BaseModel):
 def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate_rate: float = 50.0,
                gate_burst: float = 100.0, global_rate: float = 2000.0, global_burst: float = 4000.0,
                retention_days: int = DEFAULT_RETENTION_DAYS, purge_interval_s: float = PURGE_INTERVAL_S,
-               notify_config: NotifyConfig | None = None, redis_url: str | None = None) -> FastAPI:
+               notify_config: NotifyConfig | None = None, redis_url: str | None = None,
+               issuer_passphrase: bytes | None = None) -> FastAPI:
     """The registry server. Migrates the database on creation.
 
     While it runs (under an ASGI lifespan) health data older than
@@ -424,7 +426,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     def staff_observation(site_id: SitePath, person_id: IdPath, body: ObservationIn, who: StaffDep):
         site_guard(who, site_id, change=True, roles=REGISTRY_EDITORS)
         result = staff_call(registry.set_observation, db, site_id, person_id, body.until,
-                            risk=body.risk, returnee=body.returnee, by=who.name)
+                            risk=body.risk, returnee=body.returnee, by=who.name, reason=body.reason)
         return {"result": result}
 
     @app.post(f"{staff_prefix}/revocations", response_model=ChangeOut, tags=["staff"])
@@ -482,6 +484,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
             refuse(422, "invalid", str(exc))
 
     web.install(app)  # staff pages under /registry, offline /api/docs; after the JSON error handlers
+    people_api.install(app, issuer_passphrase)  # residents, imports, passes, site policy (pages + API)
     return app
 
 
