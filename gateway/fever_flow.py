@@ -35,6 +35,12 @@ class FeverFlow:
         self.book = CaseBook(threshold_c)
         self._lock = threading.RLock()
 
+    def set_threshold(self, threshold_c: float) -> None:
+        """A new site policy's threshold: hand-recorded readings and clinical checks use it."""
+        with self._lock:
+            self.threshold_c = threshold_c
+            self.book.threshold_c = threshold_c
+
     def restore(self) -> None:
         """Open cases from the journal, oldest event first."""
         with self._lock:

@@ -52,5 +52,5 @@ class GateRulesWatch:
             "vehicle_waiting": (self.checkpoint.vehicle_waiting or {}).get("plate"),
         })
         extra = [r for r in self.settings.gate.rules if r not in DEFAULT_RULES]
-        self.state.set_rules(posted_rules(policy, threshold_c=self.settings.temperature.threshold_c,
+        self.state.set_rules(posted_rules(policy, threshold_c=self.checkpoint.settings.temperature.threshold_c,
                                           gate_id=gate_id, extra=extra))

@@ -777,6 +777,11 @@ class App:
                 log.info("policy version %d (%s) now in force", policy.version, policy.name)
             self.checkpoint.policy = policy
             self.checkpoint.settings = settings_under(policy, self.settings)
+            threshold = self.checkpoint.settings.temperature.threshold_c
+            self.checkpoint.fever.set_threshold(threshold)
+        # One threshold in force: the decision's, the guard screen's and the hand-recorded forms'.
+        self.actions.threshold_c = threshold
+        self.state.set_threshold(threshold)
         self.state.policy.update(enforcement=policy.enforcement, visitor_mode=policy.visitor_mode)
 
 
@@ -825,7 +830,8 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     sampler = ThermometerSampler(hardware.thermometer, hz=t.sample_hz, keep_s=max(10.0, t.reading_timeout_s + 2))
     state = ScreenState(
         gate={"id": settings.gate.id, "name": settings.gate.name or settings.gate.id, "site": settings.gate.site,
-              "direction": settings.gate.direction, "threshold_c": t.threshold_c,
+              "direction": settings.gate.direction,
+              "threshold_c": settings_under(policy, settings).temperature.threshold_c,  # the one in force
               "override_window_s": OVERRIDE_WINDOW_S},
         rules=list(settings.gate.rules),
         policy={"enforcement": policy.enforcement, "visitor_mode": policy.visitor_mode},
@@ -839,7 +845,7 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     )
     checkpoint.fever.restore()
     actions = GuardActions(journal=journal, state=state, control=checkpoint, gate_id=settings.gate.id,
-                           pin=settings.screen.pin, threshold_c=t.threshold_c,
+                           pin=settings.screen.pin, threshold_c=checkpoint.settings.temperature.threshold_c,
                            visitor_mode=lambda: checkpoint.policy.visitor_mode)
     checkpoint.beam = PassThroughBeam.from_settings(settings.outputs, hardware.outputs, checkpoint.log_tailgate,
                                                     pin_factory=hardware.outputs.relay.pin_factory)

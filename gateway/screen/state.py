@@ -127,6 +127,13 @@ class ScreenState:
             self.operator = operator
             self._bump()
 
+    def set_threshold(self, threshold_c: float) -> None:
+        """The threshold in force (the site policy's, else the config's) for the guard screen."""
+        with self._lock:
+            if self.gate.get("threshold_c") != threshold_c:
+                self.gate = {**self.gate, "threshold_c": threshold_c}
+                self._bump()
+
     def set_gate_rules(self, values: dict[str, Any]) -> None:
         with self._lock:
             if values != self.gate_rules:

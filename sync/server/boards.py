@@ -2,8 +2,8 @@
 
 One function per board, each reading defensively (columns other branches
 add to `alerts` show up through `row._mapping`, absent ones are None):
-- `gate_board`: per gate, last contact (any request) and last upload, online, duty (shift sign-in/out),
-  the unattended alarm (latest staffing event is `unstaffed`), device health
+- `gate_board`: per gate, last contact (any request) and last upload, online, duty and
+  the unattended alarm (`gate_rules.staffing_of`, the one staffing rule), device health
   (latest `health` event, if the gate sends one) and how far behind its last
   upload was.
 - `fever_cases`: one row per `alerts` row (a case once ingest groups
@@ -23,14 +23,12 @@ from typing import Any
 from sqlalchemy import and_, func, select
 
 from gateway.clock import to_ns
-from sync.server import audit, contacts, registry
+from sync.server import audit, contacts, gate_rules, registry
 from sync.server.db import Database
 from sync.server.reports import DEFAULT_TZ, _zone
 from sync.server.schema import alert_followups, alerts, events, gates, registry_state, streams
 
 ONLINE_WITHIN = timedelta(minutes=5)  # kiosks upload every 30 s by default
-# Kinds that say whether someone is at the gate, newest wins.
-STAFFING_KINDS = ("ledger.shifts", "unstaffed", "staffed")
 HEALTH_KINDS = ("health", "device_health")
 
 
@@ -94,31 +92,17 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
                     events.c.gate_id == gate.id, events.c.received_at >= last - timedelta(seconds=1))).scalar()
                 if oldest is not None:
                     behind = max(0.0, (to_ns(last) - oldest) / 1e9)
-            staffing = conn.execute(
-                select(events.c.kind, events.c.event_time_ns, events.c.payload)
-                .where(events.c.site_id == site_id, events.c.gate_id == gate.id, events.c.kind.in_(STAFFING_KINDS))
-                .order_by(events.c.event_time_ns.desc(), events.c.seq.desc()).limit(1)).first()
+            staffing = gate_rules.staffing_of(conn, site_id, gate.id)
             health = conn.execute(
                 select(events.c.payload)
                 .where(events.c.site_id == site_id, events.c.gate_id == gate.id, events.c.kind.in_(HEALTH_KINDS))
                 .order_by(events.c.event_time_ns.desc(), events.c.seq.desc()).limit(1)).first()
-            on_duty, since, unattended = None, None, False
-            if staffing is not None:
-                body = _payload(staffing.payload)
-                detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
-                if staffing.kind == "unstaffed":
-                    unattended = True
-                elif staffing.kind == "ledger.shifts" and detail.get("action") == "sign_in":
-                    on_duty = str(detail.get("operator_id") or body.get("operator") or "")
-                    since = _time(staffing.event_time_ns, tz)
-                elif staffing.kind == "staffed":
-                    on_duty = str(body.get("operator") or detail.get("operator") or "")
-                    since = _time(staffing.event_time_ns, tz)
             health_detail = _payload(health.payload).get("detail") if health else None
             rows.append(GateRow(
                 name=gate.name, enrolled=gate.revoked_at is None, last_contact=max(filter(None, (last, seen)), default=None),
                 last_upload=last, events_received=int(upload[1] or 0),
-                behind_s=behind, on_duty=on_duty, duty_since=since, unattended=unattended,
+                behind_s=behind, on_duty=staffing.on_duty, duty_since=_time(staffing.duty_since_ns, tz),
+                unattended=staffing.unstaffed,
                 health=health_detail if isinstance(health_detail, dict) else {},
             ))
     for row in rows:

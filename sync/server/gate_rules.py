@@ -1,8 +1,9 @@
 """What the registry knows about the gate rules, from the events the gates
 uploaded (issue 12). For the reg-staff pages (gates board, reports):
 
-- `gate_staffing(db, site)`: each gate's staffing state from its latest
-  ``unstaffed`` / ``staffed`` event (L607: the system shows which gates are staffed);
+- `staffing_of(conn, site, gate)`: the one staffing rule (the newest shift
+  sign-in/out, ``unstaffed`` or ``staffed`` event), which the gates board uses;
+  `gate_staffing(db, site)`: it for every gate (L607: which gates are staffed);
 - `gate_rule_counts(db, site, day)`: refusals by gate-rule reason code
   (no mask, refused measurement, one at a time, tailgates, vehicles) for the daily report;
 - `disinfections_logged(db, site, day)`: the disinfection times each gate
@@ -13,6 +14,7 @@ uploaded (issue 12). For the reg-staff pages (gates board, reports):
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -26,26 +28,62 @@ RULE_REASONS = ("no_mask", "refused_measurement", "one_at_a_time", "tailgate", "
                 "vehicle_outside", "vehicle_exception", "vehicle_no_pass")
 
 
+# Kinds that say whether someone is at the gate, newest wins: the guard's
+# shift sign-in/out (ledger), the kiosk's unstaffed alarm and its end.
+STAFFING_KINDS = ("ledger.shifts", "unstaffed", "staffed")
+
+
+@dataclass(frozen=True)
+class Staffing:
+    """One gate's staffing as its newest staffing event tells it."""
+
+    on_duty: str | None = None  # the guard signed in (sign-in or the end of an alarm)
+    duty_since_ns: int | None = None
+    unstaffed: bool = False  # the alarm (L607): nobody on duty past the policy's grace
+    since: str | None = None  # when the gate was left without a guard (the kiosk's clock)
+    unattended: str | None = None  # what the kiosk does meanwhile: screen or refuse
+    changed_ns: int | None = None
+
+
+def staffing_of(conn, site_id: str, gate_id: int) -> Staffing:
+    """The one staffing rule: the gate's newest shift sign-in/out, unstaffed or
+    staffed event decides. Used by the gates board and `gate_staffing`."""
+    row = conn.execute(
+        select(events.c.kind, events.c.event_time_ns, events.c.payload)
+        .where(events.c.site_id == site_id, events.c.gate_id == gate_id, events.c.kind.in_(STAFFING_KINDS))
+        .order_by(events.c.event_time_ns.desc(), events.c.seq.desc()).limit(1)).first()
+    if row is None:
+        return Staffing()
+    body = _record(row.payload)
+    detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
+    if row.kind == "unstaffed":
+        return Staffing(unstaffed=True, since=detail.get("since"), unattended=detail.get("unattended"),
+                        changed_ns=row.event_time_ns)
+    if row.kind == "ledger.shifts" and detail.get("action") == "sign_in":
+        name = detail.get("operator_id") or body.get("operator")
+        return Staffing(on_duty=str(name or ""), duty_since_ns=row.event_time_ns, changed_ns=row.event_time_ns)
+    if row.kind == "staffed":
+        name = body.get("operator") or detail.get("operator")
+        return Staffing(on_duty=str(name or ""), duty_since_ns=row.event_time_ns, changed_ns=row.event_time_ns)
+    return Staffing(changed_ns=row.event_time_ns)  # signed out or the shift ended: nobody, no alarm yet
+
+
 def gate_staffing(db: Database, site_id: str) -> list[dict]:
-    """Every gate of the site: staffed or unstaffed (an alarm), by its latest staffing event."""
+    """Every gate of the site: staffed or unstaffed (an alarm), by `staffing_of`."""
     with db.read() as conn:
         names = {r.id: r.name for r in conn.execute(
             select(gates.c.id, gates.c.name).where(gates.c.site_id == site_id, gates.c.revoked_at.is_(None)))}
-        rows = conn.execute(
-            select(events.c.gate_id, events.c.kind, events.c.event_time_ns, events.c.payload)
-            .where(events.c.site_id == site_id, events.c.kind.in_(("unstaffed", "staffed")))
-            .order_by(events.c.event_time_ns, events.c.seq)
-        ).all()
-    latest = {gate_id: (kind, t, payload) for gate_id, kind, t, payload in rows}
+        states = {gate_id: staffing_of(conn, site_id, gate_id) for gate_id in names}
     board = []
     for gate_id, name in sorted(names.items(), key=lambda item: item[1]):
-        kind, t, payload = latest.get(gate_id, (None, None, "{}"))
-        detail = _detail(payload)
+        state = states[gate_id]
+        t = state.changed_ns
         board.append({
             "gate": name,
-            "unstaffed": kind == "unstaffed",
-            "since": detail.get("since") if kind == "unstaffed" else None,
-            "unattended": detail.get("unattended") if kind == "unstaffed" else None,
+            "unstaffed": state.unstaffed,
+            "on_duty": state.on_duty,
+            "since": state.since,
+            "unattended": state.unattended,
             "changed_at": datetime.fromtimestamp(t / 1e9, timezone.utc).isoformat(timespec="seconds") if t else None,
         })
     return board
@@ -105,13 +143,12 @@ def _day_payloads(db: Database, site_id: str, day: date, tz: str, kinds: tuple[s
                                            events.c.event_time_ns >= lo, events.c.event_time_ns < hi))]
 
 
-def _detail(payload: str) -> dict:
+def _record(payload: str | None) -> dict:
     try:
-        record = json.loads(payload)
+        record = json.loads(payload) if payload else {}
     except (TypeError, ValueError):
         return {}
-    detail = record.get("detail") if isinstance(record, dict) else None
-    return detail if isinstance(detail, dict) else {}
+    return record if isinstance(record, dict) else {}
 
 
 def _detail_reasons(payload: str) -> list[str]:

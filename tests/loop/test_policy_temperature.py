@@ -32,3 +32,28 @@ def test_the_registry_policys_threshold_and_offset_are_used_at_the_gate(sim_sett
     finally:
         app.hardware.camera.show(None)
         app.stop()
+
+
+def test_the_guard_screen_shows_the_threshold_in_force(sim_settings, issue):
+    """One value: the screen, the posted rules, the visitor form and the fever cases use the policy's 37.0."""
+    from gateway.loop import build_app
+
+    app = build_app(sim_settings, enable_sync=False)
+    try:
+        assert app.state.snapshot()["gate"]["threshold_c"] == 37.3  # the config's until a policy sets one
+        app.journal.apply_registry_page([
+            {"entity": "policy", "entity_id": "site-1", "op": "upsert", "change_seq": 1,
+             "payload": {"version": 2, "threshold_c": 37.0}}], "1")
+        app._refresh_registry()
+        app.gate_watch.tick()
+        snapshot = app.state.snapshot()
+        assert snapshot["gate"]["threshold_c"] == 37.0
+        assert app.actions.threshold_c == 37.0 and app.checkpoint.fever.book.threshold_c == 37.0
+        posted = " ".join(str(rule) for rule in snapshot["rules"])
+        assert "37.0" in posted and "37.3" not in posted
+        # A hand-recorded 37.1 is a case under the policy's threshold.
+        case = app.checkpoint.hand_recorded_fever(source="visitor_form", body_c=37.1, operator="王师傅",
+                                                  name="李四", subject="visitor:1", trigger_seq=None)
+        assert case is not None and case.subject == "visitor:1"
+    finally:
+        app.journal.close()

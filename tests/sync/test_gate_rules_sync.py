@@ -15,6 +15,7 @@ from gateway.screen.state import ScreenState
 from gateway.staffing import StaffingWatch
 from sync.client import SyncClient
 from sync.server import auth
+from sync.server.boards import gate_board
 from sync.server.gate_rules import disinfection_day, disinfections_logged, gate_rule_counts, gate_staffing
 from tests.sync.sync_harness import write_kiosk_config
 
@@ -60,6 +61,27 @@ def test_an_unstaffed_gate_is_an_alarm_on_the_board_after_a_sync(server, kiosk):
     sync(journal, settings)
     board = {g["gate"]: g for g in gate_staffing(server.db, "site-1")}
     assert board["east-1"]["unstaffed"] is False
+
+
+def test_the_board_and_gate_staffing_are_one_rule(server, kiosk):
+    """A guard's sign-in ends the alarm on both, before the kiosk's next tick writes `staffed`."""
+    settings, journal = kiosk
+    journal.append({"kind": "unstaffed", "gate": settings.gate.id, "reasons": ["unstaffed"],
+                    "detail": {"since": "2026-02-10T08:00:00+08:00", "unattended": "screen"}})
+    sync(journal, settings)
+    assert [g.unattended for g in gate_board(server.db, "site-1")] == [True, False]
+    assert [g["unstaffed"] for g in gate_staffing(server.db, "site-1")] == [True, False]
+    journal.add_ledger_entry("shifts", {"operator_id": "王师傅", "action": "sign_in"}, operator="王师傅",
+                             gate=settings.gate.id)
+    sync(journal, settings)
+    east_board = gate_board(server.db, "site-1")[0]
+    east = gate_staffing(server.db, "site-1")[0]
+    assert (east_board.unattended, east_board.on_duty) == (False, "王师傅")
+    assert (east["unstaffed"], east["on_duty"]) == (False, "王师傅")
+    journal.add_ledger_entry("shifts", {"operator_id": "王师傅", "action": "sign_out"}, operator="王师傅",
+                             gate=settings.gate.id)
+    sync(journal, settings)
+    assert gate_board(server.db, "site-1")[0].on_duty is None and gate_staffing(server.db, "site-1")[0]["on_duty"] is None
 
 
 def test_gate_rule_refusals_and_disinfections_are_counted_for_the_day(server, kiosk):
