@@ -643,6 +643,7 @@ class App:
     screen: Any
     sync_worker: Any = None
     gate_watch: Any = None  # staffing, disinfection, posted rules (gateway/gate_watch.py)
+    health_reporter: Any = None  # the compact `health` event for the gates board (gateway/health_report.py)
     stop_event: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _jpeg: tuple[int, bytes | None] = (0, None)
@@ -747,6 +748,8 @@ class App:
             health = self.checkpoint.health(status)
             health_log.update(health)
             self.state.set_health(health)
+            if self.health_reporter is not None:
+                _quietly(self.health_reporter.tick, health)
             if tick % 30 == 0:
                 self.state.set_counts(counts_today(self.journal))
                 self._refresh_registry()
@@ -814,6 +817,7 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     from drivers.thermometer import ThermometerSampler
     from gateway.beam import PassThroughBeam
     from gateway.gate_watch import GateRulesWatch
+    from gateway.health_report import HealthReporter
     from gateway.screen.actions import GuardActions
     from gateway.screen.app import ScreenDeps, create_app
 
@@ -852,6 +856,7 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     actions.restore_shift()
     app = App(settings=settings, journal=journal, hardware=hardware, sampler=sampler, checkpoint=checkpoint,
               state=state, actions=actions, screen=None, sync_worker=sync_worker)
+    app.health_reporter = HealthReporter(journal, settings.gate.id)
     app.gate_watch = GateRulesWatch(settings=settings, journal=journal, state=state, checkpoint=checkpoint,
                                     actions=actions, sync_trigger=getattr(sync_worker, "trigger", None))
     app.screen = create_app(ScreenDeps(state=state, actions=actions, pin=settings.screen.pin,

@@ -4,8 +4,8 @@ One function per board, each reading defensively (columns other branches
 add to `alerts` show up through `row._mapping`, absent ones are None):
 - `gate_board`: per gate, last contact (any request) and last upload, online, duty and
   the unattended alarm (`gate_rules.staffing_of`, the one staffing rule), device health
-  (latest `health` event, if the gate sends one) and how far behind its last
-  upload was.
+  and upload backlog (the kiosk's latest `health` event, gateway/health_report.py)
+  and how far behind its last upload was.
 - `fever_cases`: one row per `alerts` row (a case once ingest groups
   re-measures), with the person's name and unit from the registry, the
   gate's acknowledgement (`fever_ack` events) and staff follow-ups.
@@ -72,7 +72,9 @@ class GateRow:
     on_duty: str | None
     duty_since: datetime | None
     unattended: bool
-    health: dict[str, Any]
+    health: dict[str, Any]  # device -> status word (ok, warn, fault, off)
+    backlog: int | None = None  # events the kiosk had not yet uploaded, as its last health event said
+    health_at: datetime | None = None
     online: bool = False
 
 
@@ -94,16 +96,22 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
                     behind = max(0.0, (to_ns(last) - oldest) / 1e9)
             staffing = gate_rules.staffing_of(conn, site_id, gate.id)
             health = conn.execute(
-                select(events.c.payload)
+                select(events.c.payload, events.c.event_time_ns)
                 .where(events.c.site_id == site_id, events.c.gate_id == gate.id, events.c.kind.in_(HEALTH_KINDS))
                 .order_by(events.c.event_time_ns.desc(), events.c.seq.desc()).limit(1)).first()
             health_detail = _payload(health.payload).get("detail") if health else None
+            health_detail = health_detail if isinstance(health_detail, dict) else {}
+            # The kiosk's `health` event (gateway/health_report.py): {"devices": {name: status}, "pending": n}.
+            devices = health_detail.get("devices") if isinstance(health_detail.get("devices"), dict) else health_detail
+            pending = health_detail.get("pending")
             rows.append(GateRow(
                 name=gate.name, enrolled=gate.revoked_at is None, last_contact=max(filter(None, (last, seen)), default=None),
                 last_upload=last, events_received=int(upload[1] or 0),
                 behind_s=behind, on_duty=staffing.on_duty, duty_since=_time(staffing.duty_since_ns, tz),
                 unattended=staffing.unstaffed,
-                health=health_detail if isinstance(health_detail, dict) else {},
+                health={str(k): v for k, v in devices.items() if k != "pending"},
+                backlog=pending if isinstance(pending, int) and not isinstance(pending, bool) else None,
+                health_at=_time(health.event_time_ns, tz) if health else None,
             ))
     for row in rows:
         row.online = row.enrolled and row.last_contact is not None and now - row.last_contact <= ONLINE_WITHIN

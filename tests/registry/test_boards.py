@@ -83,6 +83,32 @@ def test_gate_board_shows_duty_then_the_unattended_alarm(server, kiosk, browser_
     assert not boards.gate_board(server.db, "site-a", now=later)[0].online
 
 
+
+def test_gate_board_shows_the_kiosks_device_health_and_backlog(server, kiosk, browser_like):
+    """The kiosk's `health` event (gateway/health_report.py) reaches the board after a sync."""
+    from gateway import health as healthmod
+    from gateway.health_report import HealthReporter
+
+    page = browser_like.get("/registry/sites/site-a/gates").text
+    assert "未上报" in page  # nothing reported yet
+    for _ in range(3):
+        kiosk.append(passage("in", "admit", []))
+    clock = {"t": 100.0}
+    reporter = HealthReporter(kiosk.journal, "east-1", start_after_s=0, monotonic=lambda: clock["t"])
+    reporter.tick({"thermometer": healthmod.device(True, "", "health.thermometer.fault"),
+                   "camera": healthmod.device(False, "no frame for 5 s", "health.camera.fault"),
+                   "sync": healthmod.sync(True, 3, None)})
+    assert kiosk.sync()["pending"] == 0
+    (row,) = boards.gate_board(server.db, "site-a")
+    assert row.health == {"thermometer": "ok", "camera": "fault", "sync": "ok"}
+    assert row.backlog == 3  # the three passages were waiting when the kiosk reported
+    page = browser_like.get("/registry/sites/site-a/gates").text
+    assert re.search(r'class="problem" data-device="camera">摄像头: 故障', page)
+    assert re.search(r'data-device="thermometer">测温仪: 正常', page)
+    assert re.search(r'class="num backlog">3 条', page)
+    english = browser_like.get("/registry/sites/site-a/gates", cookies={"ck_lang": "en"}).text
+    assert "camera: fault" in english and "3 events" in english
+
 def test_fever_board_shows_the_gate_ack_and_takes_a_follow_up(server, kiosk, browser_like):
     registry.add_person(server.db, "site-a", "p-7", name="赵六", unit="3-2-101", by="tester")
     flagged = kiosk.append(passage("in", "deny", ["fever"], person="p-7", body_c=38.3, flagged=True))
