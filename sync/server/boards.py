@@ -9,7 +9,7 @@ add to `alerts` show up through `row._mapping`, absent ones are None):
 - `fever_cases`: one row per `alerts` row (a case once ingest groups
   re-measures), with the person's name and unit from the registry, the
   gate's acknowledgement (`fever_ack` events) and staff follow-ups.
-- `ledger_rows`: visitors, guard temperatures, disinfection, overrides.
+- `ledger_rows`: visitors, guard temperatures, disinfection, overrides, vehicles (车辆台账).
 `add_followup` and `acknowledge_case` are the board's two changes (audited).
 """
 
@@ -238,7 +238,28 @@ LEDGERS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ("time", "时间", "Time"), ("gate", "闸机", "Gate"), ("operator", "值守人员", "Guard"),
         ("override_reason", "原因", "Reason"), ("note", "备注", "Note"), ("person_id", "人员编号", "Person id"),
         ("body_c", "体温(°C)", "Temperature (°C)"), ("direction", "方向", "Direction")]),
+    # 车辆台账 (L424): one row per vehicle passage (gateway/vehicles.py's `vehicle` events).
+    "vehicles": ("vehicle", [
+        ("time", "时间", "Time"), ("gate", "闸机", "Gate"), ("plate", "车牌号", "Plate"),
+        ("household", "户", "Household"), ("driver", "驾驶人", "Driver"),
+        ("occupants", "车内人员及体温(°C)", "Occupants and temperatures (°C)"),
+        ("max_body_c", "最高体温(°C)", "Highest (°C)"), ("direction", "方向", "Direction"),
+        ("decision", "结果", "Decision"), ("reasons", "原因", "Reasons"), ("operator", "值守人员", "Guard")]),
 }
+
+
+def _occupants(value: Any) -> str | None:
+    """A vehicle's occupants as one cell: 张三 36.5; 李四 37.5."""
+    if not isinstance(value, list):
+        return None
+    cells = []
+    for occupant in value:
+        if not isinstance(occupant, dict):
+            continue
+        body = occupant.get("body_c")
+        reading = f"{body:.1f}" if isinstance(body, (int, float)) and not isinstance(body, bool) else "—"
+        cells.append(f"{occupant.get('name') or '?'} {reading}")
+    return "; ".join(cells)
 
 
 def ledger_rows(db: Database, site_id: str, ledger: str, day: date, *, tz: str = DEFAULT_TZ) -> list[dict]:
@@ -260,5 +281,8 @@ def ledger_rows(db: Database, site_id: str, ledger: str, day: date, *, tz: str =
                "time": _time(r.event_time_ns, tz), "gate": names.get(r.gate_id, str(r.gate_id)),
                "operator": body.get("operator"), "person_id": r.person_id, "body_c": r.body_c,
                "direction": body.get("direction")}
+        if ledger == "vehicles":  # lists made readable in one cell
+            row.update(occupants=_occupants(detail.get("occupants")), decision=body.get("decision"),
+                       reasons=", ".join(str(x) for x in body.get("reasons") or []))
         out.append({key: row.get(key) for key, _zh, _en in columns})
     return out

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway.thermometry import is_fever
-from sync.server import boards
+from sync.server import boards, gate_rules
 from sync.server.db import Database
 from sync.server.reports import DEFAULT_TZ, daily_report
 from sync.server.schema import audit, events, registry_state
@@ -46,7 +46,17 @@ REASON_LABELS = {
     "health_code_red": "健康码红码", "health_code_yellow": "健康码黄码", "health_code_missing": "未出示健康码",
     "registry_stale": "登记信息未同步", "internal_error": "系统故障", "visitor": "外来人员",
     "visitor_policy": "禁止外来人员", "visitor_record": "访客未登记", "ambient_warning": "环境温度异常",
+    "fever_case_open": "发热处置中",
+    # gate rules (issue 12)
+    "no_mask": "未佩戴口罩", "refused_measurement": "拒绝测温", "unstaffed": "无人值守", "gate_closed": "出入口已关闭",
+    "one_at_a_time": "多人同时通过（请逐一通过）", "tailgate": "尾随通过", "vehicle_outside": "外来车辆",
+    "vehicle_exception": "外来车辆（值守人员放行）", "vehicle_no_pass": "车辆无有效通行证",
+    "unit_door_members_only": "单元门仅限本楼人员", "guard_override": "值守人员放行",
 }
+# Events whose refusals count (each denied event once per reason code): people at the
+# gate, several passes in one frame, and vehicles. (A tailgate is an incident, listed apart.)
+REFUSAL_KINDS = ("decision", "one_at_a_time", "vehicle")
+HAND_SOURCES = ("visitor_form", "staff_form", "vehicle_form")  # fever cases opened from a typed temperature
 
 
 def reason_label(code: str) -> str:
@@ -61,12 +71,17 @@ def _payload(text: str | None) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _threshold(db: Database, site_id: str) -> float:
-    """The site's policy threshold if its policy document names one, else 37.3."""
+def _policy(db: Database, site_id: str) -> dict:
+    """The site's published policy document ({} when none was published)."""
     with db.read() as conn:
         row = conn.execute(select(registry_state.c.payload).where(
             registry_state.c.site_id == site_id, registry_state.c.entity == "policy")).first()
-    value = _payload(row.payload if row else None).get("threshold_c")
+    return _payload(row.payload if row else None)
+
+
+def _threshold(db: Database, site_id: str) -> float:
+    """The site's policy threshold if its policy document names one, else 37.3."""
+    value = _policy(db, site_id).get("threshold_c")
     return float(value) if isinstance(value, (int, float)) and 35 <= value <= 40 else DEFAULT_THRESHOLD_C
 
 
@@ -77,8 +92,19 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
     with db.read() as conn:
         passages = conn.execute(
             select(events.c.kind, events.c.decision, events.c.payload)
-            .where(events.c.site_id == site_id, events.c.kind.in_(("decision", "override")),
+            .where(events.c.site_id == site_id, events.c.kind.in_(("decision", "override", *REFUSAL_KINDS, "tailgate")),
                    events.c.event_time_ns >= lo, events.c.event_time_ns < hi)).all()
+        # Which case each hand-written fever opened, and each case's source (gateway/fever_case.py).
+        opened = conn.execute(
+            select(events.c.stream_id, events.c.payload)
+            .where(events.c.site_id == site_id, events.c.kind == "fever_case.opened",
+                   events.c.event_time_ns >= lo, events.c.event_time_ns < hi)).all()
+        hand_rows = conn.execute(
+            select(events.c.stream_id, events.c.seq, events.c.kind)
+            .where(events.c.site_id == site_id,
+                   events.c.kind.in_(("ledger.visitors", "ledger.staff_temperatures")),
+                   events.c.event_time_ns >= lo, events.c.event_time_ns < hi)
+            .order_by(events.c.event_time_ns, events.c.seq)).all()
         audit_rows = conn.execute(
             select(audit.c.entity_id, audit.c.before, audit.c.after)
             .where(audit.c.site_id == site_id, audit.c.entity == "person", audit.c.action == "person.upsert",
@@ -87,18 +113,32 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
         people = conn.execute(select(registry_state.c.entity_id, registry_state.c.payload).where(
             registry_state.c.site_id == site_id, registry_state.c.entity == "person")).all()
 
-    entries = exits = 0
+    entries = exits = tailgates = 0
+    vehicles: Counter = Counter()
     refusals: Counter = Counter()
     for kind, decision, payload in passages:
         body = _payload(payload)
-        if decision == "admit":
+        if kind == "tailgate":
+            tailgates += 1
+        elif kind == "vehicle":
+            vehicles[f"{decision}_{'out' if body.get('direction') == 'out' else 'in'}"] += 1
+        elif decision == "admit":
             if body.get("direction") == "out":
                 exits += 1
             else:
                 entries += 1
-        elif decision == "deny" and kind == "decision":
+        if decision == "deny" and kind in REFUSAL_KINDS:
             for code in body.get("reasons") or ["unknown"]:
                 refusals[str(code)] += 1
+
+    source_of: dict[str, str] = {}
+    case_of_trigger: dict[tuple[str, int], str] = {}
+    for stream_id, payload in opened:
+        detail = _payload(payload).get("detail")
+        if isinstance(detail, dict) and isinstance(detail.get("case_id"), str):
+            source_of[detail["case_id"]] = str(detail.get("source") or "infrared")
+            if isinstance(detail.get("trigger_seq"), int):
+                case_of_trigger[(stream_id, detail["trigger_seq"])] = detail["case_id"]
 
     cases: dict[str, dict] = {}
     for alert in reversed(boards.fever_cases(db, site_id, day=day, tz=tz)):
@@ -107,20 +147,31 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
             "person_id": alert["person_id"], "pass_id": alert["pass_id"], "name": alert["name"], "unit": alert["unit"],
             "first_time": alert["event_time"], "gate": alert["gate_name"], "readings": [], "alerts": [],
             "gate_ack": None, "followups": [], "acknowledged_by": None,
+            "source": source_of.get(alert.get("case_id") or "", "infrared"), "status": None, "outcome": None,
         })
+        case["status"] = "closed" if alert.get("status") == "closed" or alert.get("acknowledged_at") else "open"
+        case["outcome"] = alert.get("outcome") or case["outcome"]
         case["readings"].extend(alert["readings"])
         case["alerts"].append(alert["id"])
         case["gate_ack"] = alert["gate_ack"] or case["gate_ack"]
         case["followups"].extend(alert["followups"])
         case["acknowledged_by"] = alert.get("acknowledged_by") or case["acknowledged_by"]
 
+    # Hand-recorded fevers are a breakdown, not an addition: a kiosk with fever cases opens a
+    # case for each (listed under fever_cases with its source), so `case_id` names it; an
+    # older kiosk's has none and is counted once more in `fever_people`.
+    ledger_keys = {"ledger.visitors": [], "ledger.staff_temperatures": []}
+    for stream_id, seq, kind in hand_rows:
+        ledger_keys[kind].append((stream_id, seq))
     hand = []
     for ledger, who_key in (("visitors", "name"), ("staff_temperatures", "person")):
-        for row in boards.ledger_rows(db, site_id, ledger, day, tz=tz):
+        keys = ledger_keys[f"ledger.{ledger}"]
+        for i, row in enumerate(boards.ledger_rows(db, site_id, ledger, day, tz=tz)):
             value = row.get("temperature_c")
             if isinstance(value, (int, float)) and not isinstance(value, bool) and is_fever(value, threshold):
                 hand.append({"ledger": ledger, "time": row["time"], "who": row.get(who_key), "temperature_c": value,
-                             "gate": row["gate"], "recorded_by": row["operator"]})
+                             "gate": row["gate"], "recorded_by": row["operator"],
+                             "case_id": case_of_trigger.get(keys[i]) if i < len(keys) else None})
 
     returnees = set()
     for entity_id, before, after in audit_rows:
@@ -136,14 +187,25 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
                              "until": until})
 
     fever_cases = sorted(cases.values(), key=lambda c: c["first_time"])
+    policy = _policy(db, site_id)
+    disinfection = gate_rules.disinfection_day(
+        db, site_id, day, policy.get("disinfection_times") or [],
+        float(policy.get("disinfection_overdue_min") or 30.0), tz=tz)
     report.update(
         threshold_c=threshold,
         entries=entries, exits=exits,
         refusals=[{"reason": code, "label": reason_label(code), "count": n}
                   for code, n in sorted(refusals.items(), key=lambda kv: (-kv[1], kv[0]))],
         refusals_total=sum(refusals.values()),
+        vehicles={"admitted_in": vehicles["admit_in"], "admitted_out": vehicles["admit_out"],
+                  "refused": vehicles["deny_in"] + vehicles["deny_out"]},
+        tailgates=tailgates,
         fever_cases=fever_cases,
         hand_recorded_fevers=sorted(hand, key=lambda h: h["time"]),
+        fever_people=len(fever_cases) + sum(1 for h in hand if h["case_id"] is None),
+        disinfection={"times": list(policy.get("disinfection_times") or []),
+                      "done": sum(g["done"] for g in disinfection.values()),
+                      "missed": sum(g["missed"] for g in disinfection.values()), "gates": disinfection},
         visitors=report["totals"]["visitors"],
         returnees_registered=sorted(returnees),
         under_observation=sorted(observed, key=lambda p: p["person_id"]),
@@ -183,14 +245,23 @@ def _summary_rows(report: dict) -> list[tuple]:
         ("小区", report["site"]), ("日期", date.fromisoformat(report["date"])),
         ("零报告", "是" if report["zero_report"] else "否"),
         ("进入人次", report["entries"]), ("外出人次", report["exits"]), ("拒绝通行", report["refusals_total"]),
-        ("发热病例（人）", len(report["fever_cases"])), ("手工登记发热", len(report["hand_recorded_fevers"])),
+        ("发热病例（人）", len(report["fever_cases"])),
+        ("其中手工登记发热立案", sum(1 for h in report["hand_recorded_fevers"] if h["case_id"])),
+        ("手工登记发热", len(report["hand_recorded_fevers"])), ("发热人数（不重复）", report["fever_people"]),
+        ("车辆进入", report["vehicles"]["admitted_in"]), ("车辆外出", report["vehicles"]["admitted_out"]),
+        ("车辆拒绝", report["vehicles"]["refused"]), ("尾随通过", report["tailgates"]),
+        ("消毒已完成（次）", report["disinfection"]["done"]), ("消毒未完成（次）", report["disinfection"]["missed"]),
         ("来访登记", report["visitors"]), ("新登记返回人员", len(report["returnees_registered"])),
         ("居家观察人数", len(report["under_observation"])), ("体温阈值(°C)", report["threshold_c"]),
     ]
 
 
-CASE_HEADERS = ("首次时间", "姓名", "楼号-单元-门牌", "人员编号", "闸机", "体温(°C)", "值守确认", "处置情况", "已处理人")
-HAND_HEADERS = ("时间", "台账", "人员", "体温(°C)", "闸机", "登记人")
+CASE_HEADERS = ("首次时间", "姓名", "楼号-单元-门牌", "人员编号", "闸机", "体温(°C)", "来源", "值守确认", "处置情况",
+                "已处理人")
+HAND_HEADERS = ("时间", "台账", "人员", "体温(°C)", "闸机", "登记人", "已立案")
+DISINFECTION_HEADERS = ("闸机", "规定时间", "状态", "完成时间")
+SOURCE_LABELS = {"infrared": "测温仪", "visitor_form": "来访登记", "staff_form": "值守人员体温", "vehicle_form": "车辆"}
+SLOT_LABELS = {"done": "已完成", "missed": "未完成", "overdue": "已超时", "due": "待消毒", "upcoming": "未到时间"}
 REFUSAL_HEADERS = ("原因", "代码", "次数")
 OBSERVATION_HEADERS = ("人员编号", "姓名", "楼号-单元-门牌", "观察截止日期")
 
@@ -200,7 +271,7 @@ def _case_rows(report: dict) -> list[tuple]:
     for c in report["fever_cases"]:
         ack = c["gate_ack"]
         rows.append((c["first_time"], c["name"] or "", c["unit"] or "", c["person_id"] or c["pass_id"] or "", c["gate"],
-                     " / ".join(f"{r:.2f}" for r in c["readings"]),
+                     " / ".join(f"{r:.2f}" for r in c["readings"]), SOURCE_LABELS.get(c["source"], c["source"]),
                      f"{ack['operator']}: {ack['note']}" if ack else "",
                      "; ".join(f"{f['by']}: {f['note']}" for f in c["followups"]), c["acknowledged_by"] or ""))
     return rows
@@ -208,8 +279,13 @@ def _case_rows(report: dict) -> list[tuple]:
 
 def _hand_rows(report: dict) -> list[tuple]:
     labels = {"visitors": "来访登记", "staff_temperatures": "值守人员体温"}
-    return [(h["time"], labels[h["ledger"]], h["who"], h["temperature_c"], h["gate"], h["recorded_by"])
-            for h in report["hand_recorded_fevers"]]
+    return [(h["time"], labels[h["ledger"]], h["who"], h["temperature_c"], h["gate"], h["recorded_by"],
+             "是" if h["case_id"] else "否") for h in report["hand_recorded_fevers"]]
+
+
+def _disinfection_rows(report: dict) -> list[tuple]:
+    return [(gate, slot["time"], SLOT_LABELS.get(slot["status"], slot["status"]), slot["done_at"] or "")
+            for gate, day in report["disinfection"]["gates"].items() for slot in day["slots"]]
 
 
 def site_daily_sheets(report: dict) -> list[tuple[str, tuple, list]]:
@@ -218,6 +294,7 @@ def site_daily_sheets(report: dict) -> list[tuple[str, tuple, list]]:
         ("发热病例", CASE_HEADERS, _case_rows(report)),
         ("手工登记发热", HAND_HEADERS, _hand_rows(report)),
         ("拒绝原因", REFUSAL_HEADERS, [(r["label"], r["reason"], r["count"]) for r in report["refusals"]]),
+        ("定时消毒", DISINFECTION_HEADERS, _disinfection_rows(report)),
         ("居家观察", OBSERVATION_HEADERS,
          [(p["person_id"], p["name"], p["unit"], date.fromisoformat(p["until"])) for p in report["under_observation"]]),
     ]

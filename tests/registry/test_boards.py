@@ -106,7 +106,8 @@ def test_gate_board_shows_the_kiosks_device_health_and_backlog(server, kiosk, br
     assert re.search(r'class="problem" data-device="camera">摄像头: 故障', page)
     assert re.search(r'data-device="thermometer">测温仪: 正常', page)
     assert re.search(r'class="num backlog">3 条', page)
-    english = browser_like.get("/registry/sites/site-a/gates", cookies={"ck_lang": "en"}).text
+    browser_like.cookies.set("ck_lang", "en")
+    english = browser_like.get("/registry/sites/site-a/gates").text
     assert "camera: fault" in english and "3 events" in english
 
 def test_fever_board_shows_the_gate_ack_and_takes_a_follow_up(server, kiosk, browser_like):
@@ -148,6 +149,34 @@ def test_ledgers_filter_by_day_and_export_csv_and_xlsx(server, kiosk, browser_li
     sheet = load_workbook(io.BytesIO(r.content)).active
     assert [c.value for c in sheet[1]] == ["时间", "闸机", "备注", "登记人"]
     assert isinstance(sheet["A2"].value, datetime) and sheet["C2"].value == "东门喷洒" and sheet["D2"].value == "老李"
+
+
+def test_the_vehicle_ledger_is_on_the_ledgers_board_and_exports(server, kiosk, browser_like):
+    """车辆台账 (L424): plate, driver, occupants with temperatures, direction, time, operator."""
+    from zoneinfo import ZoneInfo
+
+    from gateway.decision import GateMoment
+    from gateway.policy import Policy
+    from gateway.vehicles import Occupant, VehicleException, decide_vehicle
+
+    moment = GateMoment(site_id="site-a", direction="in", now=kiosk.clock.wall, mono_s=0.0, gate_id="east-1")
+    decision, detail = decide_vehicle(None, "京A12345", [Occupant(36.6, "王五"), Occupant(37.5, "赵六")], Policy(),
+                                      moment, threshold_c=37.3, exception=VehicleException("老李", "送医"))
+    kiosk.append({"kind": "vehicle", "gate": "east-1", "direction": "in", "decision": decision.decision,
+                  "reasons": decision.reasons, "operator": "老李", "detail": detail})
+    kiosk.sync()
+    day = kiosk.clock.wall.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    (row,) = boards.ledger_rows(server.db, "site-a", "vehicles", day)
+    assert (row["plate"], row["driver"], row["occupants"]) == ("京A12345", "王五", "王五 36.6; 赵六 37.5")
+    assert (row["max_body_c"], row["direction"], row["operator"], row["decision"]) == (37.5, "in", "老李", "deny")
+    page = browser_like.get(f"/registry/sites/site-a/ledgers?ledger=vehicles&day={day}").text
+    assert "车辆台账" in page and "京A12345" in page and "赵六 37.5" in page
+    rows = list(csv.reader(io.StringIO(browser_like.get(
+        f"/registry/sites/site-a/ledgers/vehicles.csv?day={day}").content.decode("utf-8-sig"))))
+    assert rows[0][:6] == ["时间", "闸机", "车牌号", "户", "驾驶人", "车内人员及体温(°C)"] and rows[1][2] == "京A12345"
+    sheet = load_workbook(io.BytesIO(browser_like.get(
+        f"/registry/sites/site-a/ledgers/vehicles.xlsx?day={day}").content)).active
+    assert isinstance(sheet["A2"].value, datetime) and sheet["F2"].value == "王五 36.6; 赵六 37.5"
 
 
 def test_api_docs_load_with_no_outside_address(server):

@@ -152,3 +152,65 @@ def _cli(argv):
         return cli_main(argv)
     except SystemExit as exc:
         return exc.code
+
+
+def test_gate_rule_refusals_vehicles_disinfection_and_hand_fevers_match_the_journal(server, kiosk):
+    """Issue 12's "counted in the report": the new reason codes with Chinese labels,
+    vehicles, disinfection done and missed against the policy's times, and a
+    hand-written fever that opened a case at the gate counted once."""
+    from gateway.fever_flow import FeverFlow
+    from gateway.screen.state import ScreenState
+    from sync.server import site_policy
+
+    _, errors = site_policy.publish(server.db, "site-a", {"disinfection_times": "09:00 14:00"}, by="tester")
+    assert errors == {}
+    k = kiosk
+    for reasons in (["no_mask"], ["refused_measurement"], ["unstaffed"], ["gate_closed"], ["no_mask"]):
+        k.append(passage("in", "deny", reasons, person="p-9"))
+    k.append({"kind": "one_at_a_time", "gate": "east-1", "direction": "in", "decision": "deny",
+              "reasons": ["one_at_a_time"]})
+    k.append({"kind": "tailgate", "gate": "east-1", "direction": "in", "decision": "deny", "reasons": ["tailgate"]})
+    k.append({"kind": "vehicle", "gate": "east-1", "direction": "in", "decision": "deny", "reasons": ["vehicle_outside"],
+              "operator": "老李", "detail": {"plate": "京A12345", "household": None, "driver": "陌生人",
+                                            "occupants": [{"name": "陌生人", "body_c": 36.5, "source": "guard"}]}})
+    k.append({"kind": "vehicle", "gate": "east-1", "direction": "in", "decision": "admit", "reasons": ["ok"],
+              "operator": "老李", "detail": {"plate": "京B54321", "household": "h-1", "driver": "张三",
+                                            "occupants": [{"name": "张三", "body_c": 36.6, "source": "guard"},
+                                                          {"name": "李四", "body_c": 36.8, "source": "guard"}]}})
+    k.ledger("disinfections", {"note": "酒精擦拭"})  # 09:0x: the 09:00 slot is done, 14:00 is missed
+    # A visitor written down at 37.6: the kiosk (gateway/fever_flow.py) opens a case for it.
+    row = k.ledger("visitors", {"name": "访客丁", "origin": "外省", "phone": "13800000003", "address": "w",
+                                "reason": "探亲", "visiting": "1-101", "temperature_c": 37.6, "special_case": 0,
+                                "filed_ref": None})
+    flow = FeverFlow(k.journal, ScreenState(gate={}, rules=[], policy={}), "east-1", 37.3)
+    case = flow.hand_recorded(source="visitor_form", body_c=37.6, operator="老李", name="访客丁",
+                              subject=f"visitor:{row['event_seq']}", trigger_seq=row["event_seq"])
+    assert case is not None
+    assert k.sync()["pending"] == 0
+
+    report = daily.site_daily(server.db, "site-a", DAY)
+    events = k.journal.events()
+    expected = Counter(r for e in events if e["kind"] in daily.REFUSAL_KINDS and e["decision"] == "deny"
+                       for r in e["reasons"])
+    assert {r["reason"]: r["count"] for r in report["refusals"]} == dict(expected)
+    assert expected["no_mask"] == 2 and expected["one_at_a_time"] == 1 and expected["vehicle_outside"] == 1
+    labels = {r["reason"]: r["label"] for r in report["refusals"]}
+    assert labels["no_mask"] == "未佩戴口罩" and labels["refused_measurement"] == "拒绝测温"
+    assert all(label != code for code, label in labels.items())  # every code has a Chinese label
+    assert report["tailgates"] == 1
+    assert report["vehicles"] == {"admitted_in": 1, "admitted_out": 0, "refused": 1}
+    assert report["entries"] == 0  # vehicles are counted apart from people
+    assert (report["disinfection"]["done"], report["disinfection"]["missed"]) == (1, 1)
+    # The visitor's fever: one case (source visitor_form), listed by hand with that case; one person.
+    (fever,) = report["fever_cases"]
+    assert fever["source"] == "visitor_form"
+    (hand,) = report["hand_recorded_fevers"]
+    assert hand["who"] == "访客丁" and hand["case_id"] == case.case_id
+    assert report["fever_people"] == 1 and report["zero_report"] is False
+
+    sheets = {title: rows for title, _headers, rows in daily.site_daily_sheets(report)}
+    summary = dict(sheets["日报告"])
+    assert summary["发热病例（人）"] == 1 and summary["发热人数（不重复）"] == 1 and summary["其中手工登记发热立案"] == 1
+    assert (summary["消毒已完成（次）"], summary["消毒未完成（次）"]) == (1, 1)
+    assert [r[2] for r in sheets["定时消毒"]] == ["已完成", "未完成"]
+    assert sheets["发热病例"][0][6] == "来访登记"

@@ -106,3 +106,57 @@ def test_gate_rule_refusals_and_disinfections_are_counted_for_the_day(server, ki
         day = disinfection_day(server.db, "site-1", today, [slot], 30, now=day_over)
         assert (day["east-1"]["done"], day["east-1"]["missed"]) == (1, 0)
         assert (day["west-2"]["done"], day["west-2"]["missed"]) == (0, 1)
+
+
+def test_the_policy_page_saves_the_gate_rules_and_a_synced_gate_runs_them(server, kiosk):
+    """The site policy page's gate-rule fields (issue 12), in Chinese, validated and
+    published; after a sync the kiosk's policy in force has them."""
+    import httpx
+
+    from gateway.registry_copy import current_policy
+    from tests.registry.conftest import PASSWORD, csrf_of
+
+    settings, journal = kiosk
+    auth.add_staff(server.db, "worker-1", role="worker", sites=["site-1"], password=PASSWORD, by="setup")
+    with httpx.Client(base_url=server.url, follow_redirects=True) as browser:
+        login = browser.get("/registry/login")
+        browser.post("/registry/login", data={"name": "worker-1", "password": PASSWORD,
+                                              "csrf_token": csrf_of(login.text), "next": "/registry/"})
+        page = browser.get("/registry/sites/site-1/policy").text
+        for label in ("防控等级", "必须佩戴口罩", "每班时长（小时）", "无人值守报警（分钟后）", "定时消毒时间",
+                      "关闭的出入口", "开放的出入口（中文）", "车辆通道", "责任人", "值守电话"):
+            assert label in page
+        form = {"csrf_token": csrf_of(page), "version": "0", "visitor_mode": "register", "enforcement": "hard",
+                "threshold_c": "", "offset_c": "", "posted_rules": "请出示通行证", "duty_person": "张主任",
+                "duty_phone": "010-12345678", "preset": "", "mask_required": "true", "staffing_shift_h": "8",
+                "staffing_handover_warning_min": "20", "staffing_unstaffed_grace_min": "3",
+                "staffing_unattended": "refuse", "disinfection_times": "08:00 14:00", "disinfection_overdue_min": "45",
+                "closed_gates": "west-2", "open_entrance_zh": "东门", "open_entrance_en": "the east gate",
+                "vehicle_gates": "north-3"}
+        bad = browser.post("/registry/sites/site-1/policy",
+                           data={**form, "staffing_shift_h": "30", "disinfection_times": "8点"})
+        assert bad.status_code == 422
+        assert 'data-error="staffing_shift_h"' in bad.text and 'data-error="disinfection_times"' in bad.text
+        assert 'value="8点"' in bad.text  # what the clerk typed stays in the form
+        done = browser.post("/registry/sites/site-1/policy", data=form)
+        assert done.status_code == 200 and "已发布第 1 版" in done.text
+        # Choosing a level applies its settings (level 3: visitors refused, unit doors members only).
+        page = browser.get("/registry/sites/site-1/policy").text
+        assert browser.post("/registry/sites/site-1/policy",
+                            data={**form, "csrf_token": csrf_of(page), "version": "1", "preset": "level-3",
+                                  "mask_required": "false"}).status_code == 200
+        browser.cookies.set("ck_lang", "en")
+        english = browser.get("/registry/sites/site-1/policy").text
+        assert "Shift length (hours)" in english and "Level 3: community transmission" in english
+    sync(journal, settings)
+    policy = current_policy(settings, journal)
+    assert policy.version == 2 and policy.level == "level-3"
+    assert policy.mask_required is True  # the level's, not the form's old value
+    assert policy.visitor_mode == "deny" and policy.unit_doors == "members_only"
+    assert policy.staffing.shift_h == 8 and policy.staffing.unstaffed_grace_min == 3
+    assert policy.staffing.unattended == "refuse" and policy.staffing.handover_warning_min == 20
+    assert policy.disinfection_times == ["08:00", "14:00", "20:00"]  # level 3's three a day
+    assert policy.disinfection_overdue_min == 45
+    assert policy.closed_gates == ["west-2"] and policy.open_entrance.zh == "东门"
+    assert policy.vehicles.vehicle_gates == ["north-3"]
+    assert (policy.duty_person, policy.duty_phone) == ("张主任", "010-12345678")

@@ -77,6 +77,7 @@ i18n.register({
     "ledgers.staff_temperatures": ("值守人员体温", "Guard temperatures"),
     "ledgers.disinfections": ("消毒记录", "Disinfection"),
     "ledgers.overrides": ("人工放行", "Overrides"),
+    "ledgers.vehicles": ("车辆台账", "Vehicles"),
     "ledgers.none": ("当天没有记录", "Nothing recorded that day"),
 })
 

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from fastapi import Form, Request
 from fastapi.responses import RedirectResponse
 
+from gateway.policy import PRESETS
 from sync.server import issuing, people, site_policy
 from sync.server.registry import RegistryError
 from sync.server.web import StaffPage, i18n, page_router, render, site_guard
@@ -105,6 +106,29 @@ i18n.register({
     "policy.publish": ("发布到各闸机", "Publish to the gates"),
     "policy.published": ("已发布第 {version} 版，闸机下次同步时生效", "Version {version} published; gates apply it on their next sync"),
     "policy.errors": ("请改正标红的项目", "Please correct the fields marked in red"),
+    "policy.gate_rules": ("出入口规定", "Gate rules"),
+    "policy.preset": ("防控等级", "Escalation level"),
+    "policy.preset_none": ("自定义", "Custom"),
+    "policy.preset.level-1": ("一级：社区未发现病例（外防输入）", "Level 1: no case in the community"),
+    "policy.preset.level-2": ("二级：社区出现病例（必须戴口罩）", "Level 2: a case in the community (masks)"),
+    "policy.preset.level-3": ("三级：社区传播（严控外来人员，单元门仅限本楼）", "Level 3: community transmission"),
+    "policy.preset_hint": ("选择新的等级后保存，将套用该等级的各项规定，之后仍可逐项修改",
+                           "Saving a new level applies its settings; each can still be changed afterwards"),
+    "policy.mask_required": ("必须佩戴口罩", "Mask required"),
+    "policy.yes": ("是", "Yes"), "policy.no": ("否", "No"),
+    "policy.staffing": ("值守", "Staffing"),
+    "policy.staffing_shift_h": ("每班时长（小时）", "Shift length (hours)"),
+    "policy.staffing_handover_warning_min": ("交班提醒（提前分钟）", "Hand-over reminder (minutes before)"),
+    "policy.staffing_unstaffed_grace_min": ("无人值守报警（分钟后）", "Unstaffed alarm after (minutes)"),
+    "policy.staffing_unattended": ("无人值守时", "While unstaffed"),
+    "policy.unattended_screen": ("继续自动测温放行居民", "Keep screening residents automatically"),
+    "policy.unattended_refuse": ("暂停自动放行，等待值守人员签到", "Refuse automatic entry until a guard signs in"),
+    "policy.disinfection_times": ("定时消毒时间（如 08:00 14:00 20:00）", "Disinfection times (e.g. 08:00 14:00 20:00)"),
+    "policy.disinfection_overdue_min": ("超时提醒（分钟）", "Overdue after (minutes)"),
+    "policy.closed_gates": ("关闭的出入口（闸机编号，空格分隔）", "Closed gates (gate ids, space separated)"),
+    "policy.open_entrance_zh": ("开放的出入口（中文）", "Open entrance (Chinese)"),
+    "policy.open_entrance_en": ("开放的出入口（英文）", "Open entrance (English)"),
+    "policy.vehicle_gates": ("车辆通道（闸机编号，空格分隔）", "Vehicle lanes (gate ids, space separated)"),
     "common.back": ("返回", "Back"),
 })
 
@@ -268,7 +292,8 @@ def policy_page(request: Request, site_id: str, staff: StaffPage, message: str =
     document = site_policy.current(db_of(request), site_id)
     return render(request, "people/policy.html", site=site_id, board="policy", doc=document, errors={},
                   supported=site_policy.supported, mask=site_policy.mask_names(db_of(request), site_id),
-                  message="", published=version, can_change=staff.can_change(site_id))
+                  message="", published=version, can_change=staff.can_change(site_id), entered={},
+                  value_of=site_policy.value_of, presets=list(PRESETS))
 
 
 @router.post("/sites/{site_id}/policy")
@@ -281,17 +306,38 @@ def policy_publish(request: Request, site_id: str, staff: StaffPage,
                    duty_person: Annotated[str, Form(max_length=60)] = "",
                    duty_phone: Annotated[str, Form(max_length=30)] = "",
                    mask_names: Annotated[str, Form(max_length=5)] = "",
-                   version: Annotated[int, Form()] = 0):
+                   version: Annotated[int, Form()] = 0,
+                   # gate rules (issue 12); a field left out of the post stays as it is
+                   preset: Annotated[str | None, Form(max_length=20)] = None,
+                   mask_required: Annotated[str | None, Form(max_length=5)] = None,
+                   staffing_shift_h: Annotated[str | None, Form(max_length=10)] = None,
+                   staffing_handover_warning_min: Annotated[str | None, Form(max_length=10)] = None,
+                   staffing_unstaffed_grace_min: Annotated[str | None, Form(max_length=10)] = None,
+                   staffing_unattended: Annotated[str | None, Form(max_length=10)] = None,
+                   disinfection_times: Annotated[str | None, Form(max_length=300)] = None,
+                   disinfection_overdue_min: Annotated[str | None, Form(max_length=10)] = None,
+                   closed_gates: Annotated[str | None, Form(max_length=1000)] = None,
+                   open_entrance_zh: Annotated[str | None, Form(max_length=200)] = None,
+                   open_entrance_en: Annotated[str | None, Form(max_length=200)] = None,
+                   vehicle_gates: Annotated[str | None, Form(max_length=1000)] = None):
     site_guard(staff, site_id, change=True, roles=CHANGERS)
     db = db_of(request)
     form = {"visitor_mode": visitor_mode, "enforcement": enforcement, "threshold_c": threshold_c,
             "offset_c": offset_c, "posted_rules": posted_rules, "duty_person": duty_person, "duty_phone": duty_phone}
+    rules = {"preset": preset, "mask_required": mask_required, "staffing_shift_h": staffing_shift_h,
+             "staffing_handover_warning_min": staffing_handover_warning_min,
+             "staffing_unstaffed_grace_min": staffing_unstaffed_grace_min, "staffing_unattended": staffing_unattended,
+             "disinfection_times": disinfection_times, "disinfection_overdue_min": disinfection_overdue_min,
+             "closed_gates": closed_gates, "open_entrance_zh": open_entrance_zh,
+             "open_entrance_en": open_entrance_en, "vehicle_gates": vehicle_gates}
+    form.update({k: v for k, v in rules.items() if v is not None})
     document, errors = site_policy.publish(db, site_id, form, by=staff.name, expected_version=version)
     if errors:
         shown = {**site_policy.current(db, site_id), **{k: v for k, v in form.items() if k != "posted_rules"},
                  "posted_rules": posted_rules.splitlines(), "version": version}
         return render(request, "people/policy.html", status_code=422, site=site_id, board="policy", doc=shown,
                       errors=errors, supported=site_policy.supported, mask=bool(mask_names), message="",
-                      published=0, can_change=True)
+                      published=0, can_change=True, entered=form,
+                      value_of=site_policy.value_of, presets=list(PRESETS))
     site_policy.set_mask_names(db, site_id, bool(mask_names), by=staff.name)
     return _back(site_id, "policy", message="policy.published", version=document["version"])
