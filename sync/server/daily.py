@@ -214,6 +214,11 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
     return report
 
 
+# The street office's columns, in OFFICE_HEADERS order after the name and zero report.
+OFFICE_KEYS = ("entries", "exits", "refusals", "fever_cases", "hand_recorded_fevers", "visitors",
+               "returnees_registered", "under_observation", "fever_people", "disinfection_missed")
+
+
 def office_daily(db: Database, street_office: str, day: date, tz: str = DEFAULT_TZ,
                  site_ids: list[str] | None = None) -> dict[str, Any]:
     """One row per community of the street office, plus totals."""
@@ -226,10 +231,10 @@ def office_daily(db: Database, street_office: str, day: date, tz: str = DEFAULT_
             "entries": r["entries"], "exits": r["exits"], "refusals": r["refusals_total"],
             "fever_cases": len(r["fever_cases"]), "hand_recorded_fevers": len(r["hand_recorded_fevers"]),
             "visitors": r["visitors"], "returnees_registered": len(r["returnees_registered"]),
-            "under_observation": len(r["under_observation"]),
+            "under_observation": len(r["under_observation"]), "fever_people": r["fever_people"],
+            "disinfection_missed": r["disinfection"]["missed"],
         })
-    keys = ("entries", "exits", "refusals", "fever_cases", "hand_recorded_fevers", "visitors",
-            "returnees_registered", "under_observation")
+    keys = OFFICE_KEYS
     totals = {k: sum(r[k] for r in rows) for k in keys}
     return {"street_office": street_office, "date": day.isoformat(), "timezone": tz, "communities": rows,
             "totals": totals, "zero_reports": sum(1 for r in rows if r["zero_report"])}
@@ -312,12 +317,11 @@ def site_daily_csv_rows(report: dict) -> tuple[tuple, list]:
 
 
 OFFICE_HEADERS = ("小区", "名称", "零报告", "进入人次", "外出人次", "拒绝通行", "发热病例（人）", "手工登记发热",
-                  "来访登记", "新登记返回人员", "居家观察人数")
+                  "来访登记", "新登记返回人员", "居家观察人数", "发热人数（不重复）", "消毒未完成（次）")
 
 
 def office_rows(summary: dict) -> list[tuple]:
-    keys = ("entries", "exits", "refusals", "fever_cases", "hand_recorded_fevers", "visitors",
-            "returnees_registered", "under_observation")
+    keys = OFFICE_KEYS
     rows = [(r["site"], r["name"], "是" if r["zero_report"] else "否", *(r[k] for k in keys))
             for r in summary["communities"]]
     rows.append(("合计", "", f"{summary['zero_reports']} 个零报告", *(summary["totals"][k] for k in keys)))

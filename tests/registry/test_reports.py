@@ -214,3 +214,5 @@ def test_gate_rule_refusals_vehicles_disinfection_and_hand_fevers_match_the_jour
     assert (summary["消毒已完成（次）"], summary["消毒未完成（次）"]) == (1, 1)
     assert [r[2] for r in sheets["定时消毒"]] == ["已完成", "未完成"]
     assert sheets["发热病例"][0][6] == "来访登记"
+    office = {r["site"]: r for r in daily.office_daily(server.db, "east-office", DAY)["communities"]}
+    assert (office["site-a"]["fever_people"], office["site-a"]["disinfection_missed"]) == (1, 1)
