@@ -48,7 +48,7 @@ i18n.register({
     "gates.backlog_value": ("{n} 条（{time}）", "{n} events ({time})"),
     "device.thermometer": ("测温仪", "thermometer"), "device.camera": ("摄像头", "camera"),
     "device.disk": ("存储", "disk"), "device.clock": ("时钟", "clock"), "device.registry": ("名单", "registry copy"),
-    "device.sync": ("上传", "upload"),
+    "device.sync": ("上传", "upload"), "device.checkpoint": ("闸机程序", "checkpoint software"),
     "device.ok": ("正常", "ok"), "device.warn": ("注意", "warning"), "device.fault": ("故障", "fault"),
     "device.off": ("未启用", "off"),
     "fevers.title": ("发热病例", "Fever cases"),
