@@ -113,6 +113,7 @@ class Checkpoint:
     listeners: list[Callable[[dict, Decision | None], None]] = field(default_factory=list)
     view_gone_s: float = VIEW_GONE_S
     presence_gone_s: float = PRESENCE_GONE_S
+    heartbeat: Callable[[], None] | None = None  # called after every step (gateway.watchdog)
 
     def __post_init__(self):
         self._lock = threading.RLock()
@@ -143,6 +144,8 @@ class Checkpoint:
             except DriverError as exc:  # a device failed mid-step: the health tick shows it
                 log.debug("step: %s", exc)
                 stop.wait(0.1)
+            if self.heartbeat is not None:
+                self.heartbeat()
 
     def step(self, timeout: float = 0.1) -> None:
         """Process the next frame (or, without one, advance the timers)."""

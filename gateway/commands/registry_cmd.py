@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -23,7 +24,9 @@ RETENTION_HELP = (
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=DEFAULT_DB_URL, help=DB_HELP)
+    # install-registry.sh puts the server's URL in CHECKPOINT_REGISTRY_DB (/etc/checkpoint/registry.env).
+    p.add_argument("--db", default=os.environ.get("CHECKPOINT_REGISTRY_DB", DEFAULT_DB_URL),
+                   help=DB_HELP + "; $CHECKPOINT_REGISTRY_DB when set")
 
 
 def _parser(sub, name: str, help: str, example: str, handler) -> argparse.ArgumentParser:
@@ -87,6 +90,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _parser(gate_actions, "list", "list gates as JSON lines", "checkpoint registry gate list --site site-1",
                 run_gate_list)
     p.add_argument("--site")
+    p = _parser(gate_actions, "code", "create a one-time enrolment code for a gate (checkpoint enrol)",
+                "checkpoint registry gate code --site site-1 east-1", run_gate_code)
+    p.add_argument("--site", required=True)
+    p.add_argument("--minutes", type=int, default=30, help="valid this long (default 30, at most 1440)")
+    p.add_argument("name", help="the gate's id, as in its config's [gate] id")
 
     staff = actions.add_parser("staff", help="staff API tokens", description="Staff API tokens.",
                                epilog="example: checkpoint registry staff add wang")
@@ -224,6 +232,19 @@ def run_gate_list(args) -> int:
 
     for row in auth.list_gates(_db(args), args.site):
         print(json.dumps(row, default=str, ensure_ascii=False))
+    return 0
+
+
+def run_gate_code(args) -> int:
+    from sync.server.enrolment import create_code
+
+    try:
+        code, expires = create_code(_db(args), args.site, args.name, by="cli", minutes=args.minutes)
+    except ValueError as exc:
+        _fail(exc)
+    print(f"one-time code for gate {args.name} at site {args.site}, valid until {expires:%Y-%m-%d %H:%M} UTC: "
+          "on the kiosk run install-kiosk.sh --enrol-code CODE (or checkpoint enrol)", file=sys.stderr)
+    print(code)
     return 0
 
 

@@ -219,7 +219,26 @@ def _v1(db: Database, conn) -> None:
     conn.execute(text("CREATE INDEX ix_events_unanchored ON events (boot_id) WHERE time_source = 'unknown'"))
 
 
-MIGRATIONS = [_v1]
+enrol_codes = Table(
+    "enrol_codes",
+    MetaData(),  # created by its migration, not by _v1's create_all
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("site_id", String(64), nullable=False),
+    Column("gate_name", String(64), nullable=False),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("used_at", Timestamp),
+)
+
+
+def _v_deploy_enrol_codes(db: Database, conn) -> None:
+    """One-time enrolment codes (sync.server.enrolment)."""
+    enrol_codes.create(conn)
+
+
+MIGRATIONS = [_v1, _v_deploy_enrol_codes]
 
 
 def migrate(db: Database) -> int:
