@@ -75,6 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=RETENTION_HELP)
     p.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
 
+    from gateway.commands.backup_cmd import register_registry_actions
+
+    register_registry_actions(actions, _parser)  # backup, restore
+
     gate = actions.add_parser("gate", help="enrol, revoke and list gates",
                               description="Enrol, revoke and list gates.",
                               epilog="example: checkpoint registry gate add --site site-1 east-1")
