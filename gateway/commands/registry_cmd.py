@@ -24,7 +24,7 @@ RETENTION_HELP = (
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    # install-registry.sh puts the server's URL in CHECKPOINT_REGISTRY_DB (/etc/checkpoint/registry.env).
+    # install-registry.sh puts the server's URL in CHECKPOINT_REGISTRY_DB (/etc/checkpoint-registry/registry.env).
     p.add_argument("--db", default=os.environ.get("CHECKPOINT_REGISTRY_DB", DEFAULT_DB_URL),
                    help=DB_HELP + "; $CHECKPOINT_REGISTRY_DB when set")
 
