@@ -77,7 +77,10 @@ uninstall_kiosk() {
         fi
     done
     systemctl_do daemon-reload
-    [ -d "$OPT" ] && run "remove $OPT" rm -rf "$OPT"
+    # /opt/checkpoint may also serve the registry on this machine: then it stays.
+    if [ -d "$OPT" ] && [ ! -f /etc/systemd/system/checkpoint-registry.service ]; then
+        run "remove $OPT" rm -rf "$OPT"
+    fi
     getent passwd checkpoint-screen >/dev/null && run "remove user checkpoint-screen" userdel checkpoint-screen
     if [ "$purge" = 1 ]; then
         [ -d "$ETC" ] && run "remove $ETC (config, token)" rm -rf "$ETC"
