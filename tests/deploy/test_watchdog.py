@@ -155,3 +155,19 @@ def test_an_abstract_notify_socket_is_reached(tmp_path):
         assert notify("READY=1", environ={"NOTIFY_SOCKET": "@" + name})
         sock.settimeout(2)
         assert sock.recv(100) == b"READY=1"
+
+
+def test_gate_close_after_a_stop_drives_the_relay_closed(kiosk_config):
+    """What ExecStopPost runs after every stop, however the kiosk ended."""
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "gate-close", "--config", str(kiosk_config)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "relay on GPIO17 closed" in result.stdout
+
+
+def test_gate_close_with_a_bad_config_exits_78(tmp_path):
+    bad = tmp_path / "gate.toml"
+    bad.write_text('[gate]\nid = "east-1"\n', encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "gate-close", "--config", str(bad)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78
