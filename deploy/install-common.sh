@@ -127,18 +127,21 @@ write_file() {
     rm -f "$tmp"
 }
 
-# Copy the code (this checkout) to /opt/checkpoint, keeping its .venv; reports changes.
+# Copy the code (this checkout) to /opt/checkpoint; reports changes. Kept there:
+# the venv, and what pip's editable install writes (*.egg-info, build/); folder
+# times are not compared (pip touching /opt/checkpoint is not a change of the code).
+RSYNC_KEEP=(--exclude /.venv --exclude /.git --exclude /var --exclude /artifacts --exclude /build
+    --exclude '/*.egg-info' --exclude __pycache__ --exclude .pytest_cache)
 sync_code() {
     local src=$1 dest=$2 itemized
     [ -d "$dest" ] && [ "$(cd "$src" && pwd -P)" = "$(cd "$dest" && pwd -P)" ] && return 0
     if [ "$DRY_RUN" = 1 ]; then
-        itemized=$(rsync -a --delete --dry-run --itemize-changes --exclude /.venv --exclude /.git --exclude /var \
-            --exclude /artifacts --exclude __pycache__ --exclude .pytest_cache "$src/" "$dest/" 2>/dev/null || echo all)
+        itemized=$(rsync -a --omit-dir-times --delete --dry-run --itemize-changes "${RSYNC_KEEP[@]}" "$src/" "$dest/" 2>/dev/null \
+            || echo all)
         [ -n "$itemized" ] && say "would: copy the code to $dest"
         return 0
     fi
-    itemized=$(rsync -a --delete --itemize-changes --chown=root:root --exclude /.venv --exclude /.git \
-        --exclude /var --exclude /artifacts --exclude __pycache__ --exclude .pytest_cache "$src/" "$dest/")
+    itemized=$(rsync -a --omit-dir-times --delete --itemize-changes --chown=root:root "${RSYNC_KEEP[@]}" "$src/" "$dest/")
     [ -n "$itemized" ] && changed "code in $dest ($(printf '%s\n' "$itemized" | wc -l) files)"
     return 0
 }

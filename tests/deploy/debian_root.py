@@ -130,5 +130,9 @@ class DebianRoot:
                 if "__pycache__" in rel or rel.endswith(".pyc"):
                     continue
                 st = path.lstat()
-                seen[rel] = (st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid, st.st_gid)
+                if path.is_dir() and not path.is_symlink():
+                    # A folder's own time moves with any entry in it; the entries are compared themselves.
+                    seen[rel] = (st.st_mode, st.st_uid, st.st_gid)
+                else:
+                    seen[rel] = (st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid, st.st_gid)
         return seen

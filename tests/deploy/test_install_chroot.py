@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INSTALLED = ("/etc", "/opt/checkpoint", "/var/lib/checkpoint", "/var/lib/checkpoint-registry",
              "/var/backups/checkpoint-registry", "/usr/local/bin", "/boot")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def changes(output: str) -> list[str]:
