@@ -3,9 +3,11 @@ as a tarball), unpacked into a folder, entered with chroot.
 
 The mirror is the one apt on this machine uses (/etc/apt/sources.list*). The
 chroot shares the network with the host, and gets its resolv.conf and CA
-bundle (for pip behind a TLS-inspecting proxy); /proc, /dev and /dev/pts are mounted
-while it is in use. No systemd runs inside: the install scripts enable units
-(symlinks, which systemctl does offline) and skip start/restart.
+bundle (for pip behind a TLS-inspecting proxy). It gets /proc and a private
+/dev (a tmpfs with a few device nodes and its own devpts instance; never a
+bind mount of the host's /dev) while it is in use. No systemd runs inside:
+the install scripts enable units (symlinks, which systemctl does offline)
+and skip start/restart.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -73,26 +76,48 @@ class DebianRoot:
 
     def __enter__(self) -> "DebianRoot":
         self.path.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["tar", "-C", str(self.path), "-xf", str(cached_tarball())], check=True)
-        shutil.copy2("/etc/resolv.conf", self.path / "etc" / "resolv.conf")
-        # This machine's CA bundle: a TLS-inspecting proxy on the network needs it for pip.
-        if Path(HOST_CA).exists():
-            (self.path / CHROOT_CA.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(HOST_CA, self.path / CHROOT_CA.lstrip("/"))
-        for what, args in (("proc", ["-t", "proc", "proc"]), ("dev", ["--bind", "/dev"]),
-                           ("dev/pts", ["--bind", "/dev/pts"])):
-            target = self.path / what
-            target.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["mount", *args, str(target)], check=True)
-            self._mounted.append(target)
+        try:
+            subprocess.run(["tar", "-C", str(self.path), "-xf", str(cached_tarball())], check=True)
+            shutil.copy2("/etc/resolv.conf", self.path / "etc" / "resolv.conf")
+            # This machine's CA bundle: a TLS-inspecting proxy on the network needs it for pip.
+            if Path(HOST_CA).exists():
+                (self.path / CHROOT_CA.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(HOST_CA, self.path / CHROOT_CA.lstrip("/"))
+            self._mount(["-t", "proc", "proc"], "proc")
+            # A private /dev (tmpfs with the few nodes a package install needs, and its own
+            # devpts): never a bind of the host's /dev, which a stray rm inside would empty.
+            self._mount(["-t", "tmpfs", "-o", "mode=755,size=16m", "dev-tmpfs"], "dev")
+            for name, (major, minor) in {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
+                                         "urandom": (1, 9), "tty": (5, 0)}.items():
+                node = self.path / "dev" / name
+                os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+                node.chmod(0o666)
+            self._mount(["-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=620", "devpts"], "dev/pts")
+            (self.path / "dev" / "ptmx").symlink_to("pts/ptmx")
+            for name, target in {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+                                 "stderr": "/proc/self/fd/2"}.items():
+                (self.path / "dev" / name).symlink_to(target)
+            (self.path / "dev" / "shm").mkdir(mode=0o1777)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
+
+    def _mount(self, args: list[str], where: str) -> None:
+        target = self.path / where
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", *args, str(target)], check=True)
+        self._mounted.append(target)
 
     def __exit__(self, *exc) -> None:
         for target in reversed(self._mounted):
             subprocess.run(["umount", "-l", str(target)], check=False)
         self._mounted.clear()
-        if all(not os.path.ismount(self.path / m) for m in ("proc", "dev/pts", "dev")):
-            shutil.rmtree(self.path, ignore_errors=True)
+        # Only delete when nothing is mounted below the root any more; never cross into another file system.
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            busy = [line.split()[1] for line in mounts if line.split()[1].startswith(str(self.path) + "/")]
+        if not busy:
+            subprocess.run(["rm", "-rf", "--one-file-system", str(self.path)], check=False)
 
     def sh(self, script: str, *, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess:
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
