@@ -133,6 +133,7 @@ class Checkpoint:
     presence_gone_s: float = PRESENCE_GONE_S
     beam: Any = None  # optional pass-through beam (gateway/beam.py)
     fever: FeverFlow | None = None  # the fever cases (build_app wires one)
+    heartbeat: Callable[[], None] | None = None  # called after every step (gateway.watchdog)
 
     def __post_init__(self):
         self._lock = threading.RLock()
@@ -168,6 +169,8 @@ class Checkpoint:
             except DriverError as exc:  # a device failed mid-step: the health tick shows it
                 log.debug("step: %s", exc)
                 stop.wait(0.1)
+            if self.heartbeat is not None:
+                self.heartbeat()
 
     def step(self, timeout: float = 0.1) -> None:
         """Process the next frame (or, without one, advance the timers)."""

@@ -42,6 +42,7 @@ from sync import protocol as p
 from sync.server import auth, notify, people_api, registry, web
 from sync.server.web import site_guard
 from sync.server.db import DEFAULT_DB_URL, Database, open_database
+from sync.server.enrolment import enrolment_router
 from sync.server.ingest import Gap, StreamForbidden, ingest
 from sync.server.notify_config import NotifyConfig
 from sync.server.ratelimit import LoginThrottle, RateLimiter
@@ -291,6 +292,8 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
 
     GateDep = Annotated[auth.Gate, Depends(admitted_gate)]
     StaffDep = Annotated[auth.Staff, Depends(staff_member)]
+
+    app.include_router(enrolment_router(db, limiter))  # one-time enrolment codes (sync.server.enrolment)
 
     @app.get(f"{p.API_PREFIX}/time", response_model=p.TimeReply, tags=["sync"])
     def server_time():
