@@ -95,7 +95,8 @@ if ! have_pkg libzbar0t64 && ! have_pkg libzbar0; then
     zbar=$(first_available libzbar0t64 libzbar0) || zbar=libzbar0
     apt_install "$zbar"
 fi
-apt_install python3 python3-venv ca-certificates rsync sqlite3
+# fonts-wqy-microhei: the printed pass sheets embed its Chinese outlines (sync/server/sheets.py).
+apt_install python3 python3-venv ca-certificates rsync sqlite3 fonts-wqy-microhei
 
 sync_code "$src" "$OPT"
 ensure_venv "$OPT" 0
