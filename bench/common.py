@@ -130,7 +130,7 @@ def machine() -> dict:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.lower().startswith(("model name", "model\t", "hardware")):
+                if line.lower().startswith(("model name", "hardware")):
                     model = line.split(":", 1)[1].strip()
                     break
     except OSError:

@@ -33,17 +33,22 @@ from gateway.policy import default_policy
 from gateway.thermometry import Reading
 
 
-def rate(fn, seconds: float) -> float:
-    """Calls per second of fn(), over about `seconds` of wall time."""
-    n, batch = 0, 64
-    start = time.perf_counter()
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
+def rates(fns: dict, seconds: float, rounds: int = 5) -> dict[str, float]:
+    """Calls per second of each fn(), over about `seconds` of wall time each,
+    interleaved in rounds so that a busy machine slows them all alike."""
+    calls = {name: 0 for name in fns}
+    spent = {name: 0.0 for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            while True:
+                for _ in range(16):
+                    fn()
+                calls[name] += 16
+                if time.perf_counter() - start >= seconds / rounds:
+                    break
+            spent[name] += time.perf_counter() - start
+    return {name: calls[name] / spent[name] for name in fns}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,14 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     policy = default_policy()
     moment = GateMoment("site-1", "in", now, 1000.0)
 
-    baseline = rate(lambda: public.verify(signature, signed), args.seconds)
-    # slowed(): the bench's test hook, off by default; never on the baseline.
-    full = rate(slowed(lambda: verify(text, keys, now)), args.seconds)
-    reject = rate(slowed(lambda: verify(hostile, keys, now)), args.seconds)
-    arrival = rate(
-        slowed(lambda: decide(verify(text, keys, now), reading, entry, policy, moment, threshold_c=37.3)),
-        args.seconds,
-    )
+    measured = rates({
+        "baseline": lambda: public.verify(signature, signed),
+        # slowed(): the bench's test hook, off by default; never on the baseline.
+        "full": slowed(lambda: verify(text, keys, now)),
+        "reject": slowed(lambda: verify(hostile, keys, now)),
+        "arrival": slowed(lambda: decide(verify(text, keys, now), reading, entry, policy, moment, threshold_c=37.3)),
+    }, args.seconds)
+    baseline, full, reject, arrival = (measured[k] for k in ("baseline", "full", "reject", "arrival"))
 
     print(f"pass length: {len(text)} characters")
     rows = [

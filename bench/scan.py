@@ -200,14 +200,15 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=6, help=f"still empty scenes ({NOISE_FRAMES} frames each)")
     parser.add_argument("--codes", type=int, default=12, help="hard frames per kind and size (and code frames timed)")
+    parser.add_argument("--sizes", default="640x480,1280x720", help="frame sizes of the hard frames")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
     print(f"QR scan benchmark: {args.scenes}x{NOISE_FRAMES} empty frames (still and flickering), "
-          f"{args.codes} hard frames per kind ({', '.join(HARD_KINDS)}) at 640x480 and 1280x720")
+          f"{args.codes} hard frames per kind ({', '.join(HARD_KINDS)}) at {' and '.join(args.sizes.split(','))}")
     costs = bench_costs(args.scenes, args.codes)
-    success = {f"{w}x{h}": bench_success(args.codes, (w, h), max(4, args.codes // 2))
-               for w, h in ((640, 480), (1280, 720))}
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
+    success = {f"{w}x{h}": bench_success(args.codes, (w, h), max(4, args.codes // 2)) for w, h in sizes}
 
     print("\nCost per 640x480 frame (ms: mean / median / p95)")
     for case, label in (("empty_still", "empty, still camera"), ("empty_flicker", f"empty, +/-{FLICKER} flicker"),
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                             "<= 0.10x anchor", cost <= 0.10 * anchor))
         skip = costs["skipped"][case][main_pipeline]
         verdicts.append(Row("scan", f"{label}: frames skipped", 100 * skip, "%", "", None, ">= 90 %", skip >= 0.90))
-    total = {n: sum(r[n]["found"] for r in success.values()) for n in success["640x480"]}
+    total = {n: sum(r[n]["found"] for r in success.values()) for n in [*ANCHORS, *PIPELINES]}
     best = max(ANCHORS, key=lambda n: total[n])
     of = sum(r[main_pipeline]["of"] for r in success.values())
     clean = all(r[main_pipeline]["wrong_texts"] == 0 and r[main_pipeline]["false_reads"] == 0 for r in success.values())
