@@ -8,9 +8,11 @@ prints the RSS slope (least squares, after a warm-up) in MB per 10 minutes.
 The slope is signed: a process that shrinks after warm-up shows a negative
 slope, not a large ratio. Targets: RSS slope below 1 MB / 10 min (ratio =
 slope / 1 MB per 10 min; a short run fails only when the slope less two
-standard errors is above it), and the loop keeps up with the camera: frames
-scanned (decoded or skipped as unchanged) at least 0.9x the frames the camera
-delivered in the same run.
+standard errors is above it), and the loop keeps up with the camera: its
+mean scan time per frame (decoded or skipped as unchanged) at most half the
+frame interval at the configured rate. Frames delivered and scanned are
+printed too (a starved fake camera delivers fewer, which says nothing about
+the loop).
 
     .venv/bin/python -m bench.soak [--minutes 10] [--fps 30]
 """
@@ -28,7 +30,7 @@ from bench.common import Row, finish, slowed
 from bench.kiosk import bench_settings
 
 TARGET_MB_PER_10MIN = 1.0
-KEEP_UP_SHARE = 0.9
+KEEP_UP_SHARE = 0.5  # of the frame interval
 
 SCENARIO = [
     {"at": 0, "qr": {"pass": {"person": "r-1"}}, "object_c": 36.3},
@@ -105,7 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app(settings)
     # The bench's test hook (off by default): slows every frame the loop scans.
     scanner = app.checkpoint.scanner
-    scanner.scan = slowed(scanner.scan)
+    scan_time = [0.0, 0]  # seconds, calls: running totals, so the bench itself does not grow
+    scan = slowed(scanner.scan)
+
+    def timed_scan(image):
+        start = time.perf_counter()
+        try:
+            return scan(image)
+        finally:
+            scan_time[0] += time.perf_counter() - start
+            scan_time[1] += 1
+
+    scanner.scan = timed_scan
     player = ScenarioPlayer(app, scenario, repeat=True, texts=texts)
     app.start()
     stop = threading.Event()
@@ -151,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
           f"peak {peak:.1f} MB")
     print(f"  RSS slope after warm-up: {mb_per_10min:+.3f} +/- {margin:.3f} (2 standard errors) MB / 10 min  "
           f"(ratio to the 1 MB / 10 min target: {mb_per_10min / TARGET_MB_PER_10MIN:+.2f})")
+    mean_scan_ms = 1000 * scan_time[0] / max(1, scan_time[1])
+    print(f"  loop scan time per frame: mean {mean_scan_ms:.2f} ms over {scan_time[1]} frames "
+          f"(frame interval {1000 / args.fps:.1f} ms)")
     print(f"  frames: {frames} delivered by the camera, {scanned} scanned by the loop "
           f"({decoded} decoded, {skipped} skipped as unchanged)")
     print(f"  CPU: {100 * cpu / wall:.0f} % of one core on average (all threads)")
@@ -160,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         Row("soak", f"RSS slope over {wall / 60:.1f} min", mb_per_10min, "MB/10 min", "(none: the target)", None,
             f"< {TARGET_MB_PER_10MIN:g} MB/10 min (less 2 s.e.)", mb_per_10min - margin < TARGET_MB_PER_10MIN,
             note=f"+/- {margin:.2f}"),
-        Row("soak", f"frames scanned at {args.fps:g} fps", scanned / wall, "frames/s", "camera frames/s",
-            frames / wall, f">= {KEEP_UP_SHARE}x anchor", scanned >= KEEP_UP_SHARE * frames),
+        Row("soak", f"loop scan time per frame at {args.fps:g} fps", mean_scan_ms, "ms", "frame interval",
+            1000 / args.fps, f"<= {KEEP_UP_SHARE}x anchor", mean_scan_ms <= KEEP_UP_SHARE * 1000 / args.fps),
     ])
 
 
