@@ -67,3 +67,12 @@ def test_stored_rows_refuses_unknown_columns(client_and_journal):
     _, journal = client_and_journal
     with pytest.raises(ValueError, match="unknown event columns"):
         journal.stored_rows(["seq", "1; DROP TABLE events"])
+
+
+def test_every_server_event_column_has_a_binary_copy_type():
+    # PostgreSQL ingest COPYs in binary when it knows each column's type; a
+    # new column of an unmapped type would silently fall back to text COPY.
+    from sync.server.ingest import _COPY_TYPES, EVENT_COLUMNS
+
+    assert _COPY_TYPES is not None
+    assert len(_COPY_TYPES) == len(EVENT_COLUMNS)
