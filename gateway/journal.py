@@ -297,6 +297,28 @@ class Journal:
         """Unacked events in seq order: what the uploader sends next."""
         return self._select("SELECT * FROM events WHERE acked = 0 ORDER BY seq LIMIT ?", [limit])
 
+    def stored_rows(self, columns: Iterable[str], *, after_seq: int | None = None, limit: int = 500) -> list[tuple]:
+        """`columns` of events in seq order exactly as stored (JSON columns as
+        text, flags as 0/1): unacked ones, or every one after `after_seq`.
+
+        The uploader's fast path: it would only re-encode what `events()`
+        decodes, which cost more than the upload itself.
+        """
+        columns = list(columns)
+        unknown = [c for c in columns if c not in self._event_columns()]
+        if unknown:
+            raise ValueError(f"unknown event columns: {unknown}")
+        where, params = ("acked = 0", [limit]) if after_seq is None else ("seq > ?", [after_seq, limit])
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT {', '.join(columns)} FROM events WHERE {where} ORDER BY seq LIMIT ?", params
+            ).fetchall()
+
+    def _event_columns(self) -> set[str]:
+        if not hasattr(self, "_columns_cache"):
+            self._columns_cache = {row[1] for row in self._conn.execute("PRAGMA table_info(events)")}
+        return self._columns_cache
+
     def pending_count(self) -> int:
         return self._scalar("SELECT COUNT(*) FROM events WHERE acked = 0")
 

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
-from sqlalchemy import func, literal, select
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, func, literal, select
 
 from gateway.clock import to_ns
 from sync.protocol import EventRecord
@@ -38,6 +38,7 @@ from sync.server.schema import alerts, clock_anchors, events, gates, quarantine,
 
 EVENT_COLUMNS = tuple(c.name for c in events.columns)
 _MANY = TypeAdapter(list[EventRecord])
+_RECORD_JSON = EventRecord.__pydantic_serializer__
 
 
 def _payload(raw: dict) -> str:
@@ -105,7 +106,9 @@ def check_events(items: list[EventRecord | dict]) -> list[_Checked]:
     checked = []
     for item in items:
         if isinstance(item, EventRecord):
-            record, payload = item, item.model_dump_json()
+            # The serializer itself: model_dump_json() is the same call behind
+            # a Python wrapper that costs as much as the encoding (bench.sync).
+            record, payload = item, _RECORD_JSON.to_json(item).decode("utf-8")
         else:
             payload = _payload(item)
             try:
@@ -265,12 +268,43 @@ def _bulk_insert_events(db: Database, conn, rows: list[tuple]) -> None:
     columns = ", ".join(EVENT_COLUMNS)
     if db.is_postgres:
         cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY events ({columns}) FROM STDIN") as copy:
+        # Binary COPY when every column's type is known: PostgreSQL skips
+        # parsing numbers and times from text (about 30 % less per row).
+        binary = _COPY_TYPES is not None
+        with cursor.copy(f"COPY events ({columns}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")) as copy:
+            if binary:
+                copy.set_types(_COPY_TYPES)
             for row in rows:
                 copy.write_row(row)
         return
     marks = ", ".join("?" * len(EVENT_COLUMNS))
     conn.exec_driver_sql(f"INSERT INTO events ({columns}) VALUES ({marks})", rows)
+
+
+def _copy_types() -> list[str] | None:
+    """The PostgreSQL type of each events column for a binary COPY, or None
+    (plain text COPY) if a column has a type not mapped here."""
+    names = []
+    for column in events.columns:
+        kind = column.type
+        if isinstance(kind, Boolean):
+            names.append("bool")
+        elif isinstance(kind, BigInteger):
+            names.append("int8")
+        elif isinstance(kind, Integer):
+            names.append("int4")
+        elif isinstance(kind, Float):
+            names.append("float8")
+        elif isinstance(kind, DateTime):
+            names.append("timestamptz" if kind.timezone else "timestamp")
+        elif isinstance(kind, String):  # Text too
+            names.append("text")
+        else:
+            return None
+    return names
+
+
+_COPY_TYPES = _copy_types()
 
 
 def _store_anchors(conn, db_insert, stream_id: str, good) -> dict[str, tuple[int, int]]:
