@@ -189,7 +189,12 @@ class Journal:
 
     @classmethod
     def open(cls, path: Path | str, *, clock=None, retention_days: int = 14) -> "Journal":
-        """Open (or create) the journal, moving a corrupt file aside first."""
+        """Open (or create) the journal, moving it aside first only if it is corrupt.
+
+        A full disk, a read-only filesystem or an I/O error is not corruption:
+        the file is left where it is and `JournalWriteError` says why, so a
+        healthy journal full of unsynced events is never abandoned.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         incident = None
@@ -200,13 +205,19 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
+            if not is_corruption(exc):
+                raise _write_error(exc, path) from exc
             moved = _move_aside(path)
             log.error("journal %s is corrupt (%s); moved to %s, starting a new stream", path, exc, moved)
             incident = {"error": str(exc), "moved_to": str(moved)}
-            conn = _connect(path)
+            try:
+                conn = _connect(path)
+            except sqlite3.DatabaseError as again:
+                raise _write_error(again, path) from again
         try:
             _migrate(conn)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
+            conn.close()
             raise _write_error(exc, path) from exc
         journal = cls(conn, path, clock=clock, retention_days=retention_days)
         if incident:
@@ -505,7 +516,7 @@ class _WriteTransaction:
             self.outer = True
             try:
                 conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 j._lock.release()
                 raise _write_error(exc, j.path) from exc
         return conn
@@ -518,27 +529,67 @@ class _WriteTransaction:
             if exc_type is None:
                 try:
                     j._conn.execute("COMMIT")
-                except sqlite3.OperationalError as err:
-                    j._conn.execute("ROLLBACK")
+                except sqlite3.DatabaseError as err:
+                    _rollback(j._conn)
                     raise _write_error(err, j.path) from err
             else:
-                if j._conn.in_transaction:
-                    j._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):
+                _rollback(j._conn)
+                if _is_write_failure(exc):
                     raise _write_error(exc, j.path) from exc
             return False
         finally:
             j._lock.release()
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite rolls a transaction back by itself after SQLITE_FULL or an I/O
+    # error; a second ROLLBACK would raise "no transaction is active" and
+    # hide the real cause.
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError:
+            log.warning("journal rollback failed", exc_info=True)
+
+
+# Primary SQLite result codes (the low byte of `sqlite_errorcode`).
+SQLITE_READONLY = 8
+SQLITE_IOERR = 10
+SQLITE_CORRUPT = 11
+SQLITE_FULL = 13
+SQLITE_CANTOPEN = 14
+SQLITE_NOTADB = 26
+
+
+def _primary_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """Only SQLite's own verdict (CORRUPT, NOTADB, or a failed integrity check) means corrupt."""
+    return isinstance(exc, JournalCorrupt) or _primary_code(exc) in (SQLITE_CORRUPT, SQLITE_NOTADB)
+
+
+def _is_write_failure(exc: BaseException | None) -> bool:
+    # Integrity and programming errors are bugs and stay what they are.
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+    )
+
+
 def _write_error(exc: sqlite3.Error, path: Path) -> JournalWriteError:
-    text = str(exc)
-    if "full" in text:
+    code = _primary_code(exc)
+    if code == SQLITE_FULL:
         why = "the disk is full"
-    elif "readonly" in text or "read-only" in text:
+    elif code == SQLITE_READONLY:
         why = "the filesystem is read-only"
+    elif code in (SQLITE_IOERR, SQLITE_CANTOPEN):
+        why = f"disk I/O error, is the disk full or failing? ({exc})"
+    elif code in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        why = f"the file is damaged ({exc})"
     else:
-        why = f"SQLite refused the write ({text})"
+        why = f"SQLite refused the write ({exc})"
     return JournalWriteError(f"cannot write the journal {path}: {why}")
 
 
@@ -551,10 +602,17 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class JournalCorrupt(sqlite3.DatabaseError):
+    """PRAGMA integrity_check found damage."""
+
+
 def _check_integrity(conn: sqlite3.Connection) -> None:
-    result = conn.execute("PRAGMA quick_check").fetchall()
+    """quick_check at every open (cheap); a damaged result is confirmed by integrity_check."""
+    if conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]:
+        return
+    result = conn.execute("PRAGMA integrity_check").fetchall()
     if result != [("ok",)]:
-        raise sqlite3.DatabaseError("quick_check: " + "; ".join(r[0] for r in result[:5]))
+        raise JournalCorrupt("integrity_check: " + "; ".join(r[0] for r in result[:5]))
 
 
 def _move_aside(path: Path) -> Path:
