@@ -37,6 +37,13 @@ def disk(free_bytes: int | None, low: bool, write_error: str | None) -> Health:
     return entry("ok", blocks_entry=True)
 
 
+def checkpoint(fault: dict | None) -> Health:
+    """The loop's own faults: one person's (that person refused) or every step's (paused)."""
+    if fault is None:
+        return entry("ok")
+    return entry("fault", "health.checkpoint.fault", blocks_entry=fault["blocks"], detail=fault["detail"])
+
+
 def clock(synced: bool) -> Health:
     return entry("ok") if synced else entry("warn", "health.clock.unsynced")
 

