@@ -184,6 +184,8 @@ class Journal:
         self.clock = clock or SystemClock()
         self.retention_days = retention_days
         self.stream_id: str = self.get_meta("stream_id")
+        # seq on the wire = local seq - stream_offset (see `rotate_stream`).
+        self.stream_offset: int = int(self.get_meta("stream_offset") or 0)
 
     # --- opening --------------------------------------------------------------
 
@@ -327,6 +329,33 @@ class Journal:
             return conn.execute(
                 "UPDATE events SET acked = 0 WHERE acked = 1 AND seq > ?", [acked_through]
             ).rowcount
+
+    def rotate_stream(self, from_seq: int, *, diverged_at: int) -> dict:
+        """Move the events from local seq `from_seq` on to a new stream.
+
+        Used when the server holds different events under those seqs: this
+        file was restored from an older copy and reused seqs already
+        uploaded. Everything before `from_seq` is on the server as it is
+        here; the rest is unacked and goes out on the new stream, whose seq
+        1 is local `from_seq`. Returns the `stream_rotated` event.
+        """
+        old, old_offset = self.stream_id, self.stream_offset
+        new = str(uuid.uuid4())
+        with self._write() as conn:
+            conn.execute("UPDATE events SET acked = 1 WHERE acked = 0 AND seq < ?", [from_seq])
+            conn.execute("UPDATE events SET acked = 0, stream_id = ? WHERE seq >= ?", [new, from_seq])
+            self._set_meta(conn, "stream_id", new)
+            self._set_meta(conn, "stream_offset", str(from_seq - 1))
+            self.stream_id, self.stream_offset = new, from_seq - 1
+            try:
+                event = self.append({"kind": "stream_rotated", "detail": {
+                    "previous_stream": old, "diverged_at": diverged_at, "from_local_seq": from_seq}})
+            except BaseException:
+                self.stream_id, self.stream_offset = old, old_offset
+                raise
+        log.error("journal %s: stream %s diverged from the server at seq %d (restored from an older copy?); "
+                  "events from local seq %d on go to the new stream %s", self.path, old, diverged_at, from_seq, new)
+        return event
 
     def counts_for_day(self, day_start: datetime, day_end: datetime) -> dict[str, int]:
         """Today's admits, denials and fever flags, for the guard screen."""

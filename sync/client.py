@@ -185,7 +185,12 @@ class SyncClient:
         count = 1
         while count < len(events) and events[count]["seq"] == first + count:
             count += 1
-        body = to_json({"first_seq": first, "events": [event_for_wire(e) for e in events[:count]]}, fallback=str)
+        offset = self.journal.stream_offset  # non-zero after a rotation: the wire seq starts at 1 again
+        wire = [event_for_wire(e) for e in events[:count]]
+        if offset:
+            for event in wire:
+                event["seq"] -= offset
+        body = to_json({"first_seq": first - offset, "events": wire}, fallback=str)
         if self.compress:
             body = gzip.compress(body, compresslevel=1)
         return first, first + count - 1, body
@@ -216,9 +221,14 @@ class SyncClient:
                 data = self._json(resp)
             finally:
                 speculative = upcoming.result()
+            if resp.status_code == 409 and data.get("error") == "stream_diverged":
+                self._diverged(data, first, last)
+                batch = self._encode(self.journal.pending(MAX_BATCH_EVENTS))
+                continue
             acked = data.get("acked_through")
             if not isinstance(acked, int):
                 raise ServerUnavailable(f"reply without acked_through ({resp.status_code})")
+            acked += self.journal.stream_offset  # back to local seqs
             acked_through = acked
             if resp.status_code == 409 or acked < first - 1:
                 self._rewind(acked)
@@ -234,6 +244,15 @@ class SyncClient:
                             len(quarantined), quarantined[0].get("seq"), quarantined[0].get("error"))
             batch = speculative if acked == last else self._encode(self.journal.pending(MAX_BATCH_EVENTS))
         return uploaded, acked_through
+
+    def _diverged(self, data: dict, first: int, last: int) -> None:
+        """The server holds other events under seqs we sent (this journal was
+        restored from an older copy): send ours from there on a new stream."""
+        at = data.get("diverged_at")
+        local = at + self.journal.stream_offset if isinstance(at, int) else None
+        if local is None or not first <= local <= last:
+            raise ProtocolError(f"stream_diverged reply without a usable diverged_at ({at!r})")
+        self.journal.rotate_stream(local, diverged_at=at)
 
     def _rewind(self, acked: int) -> None:
         """The server has less than we marked as acked: send again from acked + 1."""

@@ -9,6 +9,11 @@ Upload (kiosk -> server), exactly once by watermark:
 
     POST /api/v1/streams/{stream_id}/events   UploadBatch -> UploadReply
          409 GapReply when first_seq > acked_through + 1
+         409 DivergedReply when an event at or below acked_through differs
+             from the one stored under its seq (the kiosk's journal was
+             restored from an older copy): the kiosk moves the events from
+             `diverged_at` on to a new stream, so nothing is dropped as a
+             "duplicate"
 
 Registry feed (server -> kiosk):
 
@@ -136,6 +141,14 @@ class GapReply(Wire):
     error: Literal["gap"] = "gap"
     detail: str
     acked_through: int
+    server_time: datetime
+
+
+class DivergedReply(Wire):
+    error: Literal["stream_diverged"] = "stream_diverged"
+    detail: str
+    acked_through: int
+    diverged_at: int = Field(description="The first seq whose content differs from the stored event")
     server_time: datetime
 
 

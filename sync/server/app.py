@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sync import protocol as p
 from sync.server import auth, registry
 from sync.server.db import DEFAULT_DB_URL, Database, open_database
-from sync.server.ingest import Gap, StreamForbidden, ingest
+from sync.server.ingest import Diverged, Gap, StreamForbidden, ingest
 from sync.server.ratelimit import RateLimiter
 from sync.server.retention import DEFAULT_RETENTION_DAYS, PURGE_INTERVAL_S, check_retention_days, purge_periodically
 from sync.server.schema import migrate
@@ -289,7 +289,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     @app.post(
         f"{p.API_PREFIX}/streams/{{stream_id}}/events",
         response_model=p.UploadReply, tags=["sync"], openapi_extra=upload_body,
-        responses={409: {"model": p.GapReply}, 401: {"model": p.ErrorReply}, 403: {"model": p.ErrorReply},
+        responses={409: {"model": p.GapReply | p.DivergedReply}, 401: {"model": p.ErrorReply}, 403: {"model": p.ErrorReply},
                    413: {"model": p.ErrorReply}, 422: {"model": p.ErrorReply}, 429: {"model": p.ErrorReply}},
     )
     async def upload(stream_id: StreamPath, request: Request,
@@ -323,6 +323,10 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
                 {"error": "gap", "detail": str(gap), "acked_through": gap.acked_through, "server_time": _now_iso()},
                 status_code=409,
             )
+        except Diverged as diverged:
+            return JSONResponse(p.DivergedReply(
+                detail=str(diverged), acked_through=diverged.acked_through, diverged_at=diverged.diverged_at,
+                server_time=p.utcnow()).model_dump(mode="json"), status_code=409)
         except StreamForbidden as exc:
             refuse(403, "forbidden", str(exc))
         if result.alerts:

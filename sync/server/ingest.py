@@ -3,7 +3,10 @@
 In one transaction:
 1. lock the stream's row (created and bound to the gate on first upload);
 2. a batch starting past `acked_through + 1` is a gap: `Gap` (HTTP 409);
-3. events at or below `acked_through` are duplicates (a lost reply, re-sent);
+3. events at or below `acked_through` are duplicates (a lost reply, re-sent),
+   if their content is what is stored under their seq; a changed one means
+   the kiosk's journal was rolled back to an older copy: `Diverged` (409
+   `stream_diverged`), and the kiosk moves its new events to a new stream;
 4. the rest are validated; an invalid one goes to `quarantine` and is still
    acknowledged, so one bad row never blocks the stream;
 5. bulk insert, advance `acked_through`, commit - and only then does the
@@ -21,6 +24,8 @@ either way.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -50,6 +55,16 @@ class Gap(Exception):
     def __init__(self, acked_through: int, first_seq: int):
         super().__init__(f"batch starts at seq {first_seq} but the server has only {acked_through}")
         self.acked_through = acked_through
+
+
+class Diverged(Exception):
+    """An event at or below acked_through is not the one stored under its seq."""
+
+    def __init__(self, acked_through: int, diverged_at: int):
+        super().__init__(f"seq {diverged_at} differs from the event the server stored under it "
+                         f"(journal restored from an older copy?)")
+        self.acked_through = acked_through
+        self.diverged_at = diverged_at
 
 
 class StreamForbidden(Exception):
@@ -148,6 +163,10 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
             raise Gap(acked, first_seq)
 
         skip = min(acked - first_seq + 1, len(checked))
+        if skip > 0:
+            changed = _first_changed(conn, stream_id, first_seq, checked[:skip])
+            if changed is not None:
+                raise Diverged(acked, changed)
         result = IngestResult(acked_through=acked)
         for i in range(skip):
             result.results.append({"seq": first_seq + i, "status": "duplicate"})
@@ -230,6 +249,49 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
         result.quarantined = len(bad_rows)
         result.alerts = len(alert_rows)
     return result
+
+
+def content_hash(record: EventRecord | None, payload: str) -> str:
+    """One event's content, independent of how it was encoded: a valid event
+    by its canonical JSON, an invalid one by its sorted JSON."""
+    if record is not None:
+        canonical = record.model_dump_json()
+    else:
+        try:
+            canonical = json.dumps(json.loads(payload), sort_keys=True, ensure_ascii=False)
+        except ValueError:
+            canonical = payload
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _stored_hash(payload: str) -> str:
+    try:
+        return content_hash(EventRecord.model_validate_json(payload), payload)
+    except ValidationError:
+        return content_hash(None, payload)
+
+
+def _first_changed(conn, stream_id: str, first_seq: int, items: list[_Checked]) -> int | None:
+    """The first re-sent seq whose content differs from what is stored, if any.
+
+    Only the re-send path pays for this (a lost reply, or a rolled-back
+    journal); an event no longer stored (retention) cannot be compared.
+    """
+    last = first_seq + len(items) - 1
+    stored = dict(conn.execute(
+        select(events.c.seq, events.c.payload)
+        .where(events.c.stream_id == stream_id, events.c.seq >= first_seq, events.c.seq <= last)
+    ).all())
+    for seq, payload in conn.execute(
+        select(quarantine.c.seq, quarantine.c.payload)
+        .where(quarantine.c.stream_id == stream_id, quarantine.c.seq >= first_seq, quarantine.c.seq <= last)
+    ):
+        stored.setdefault(seq, payload)
+    for offset, item in enumerate(items):
+        seq = first_seq + offset
+        if seq in stored and _stored_hash(stored[seq]) != content_hash(item.record, item.payload):
+            return seq
+    return None
 
 
 def _take_over_or_refuse(conn, stream_id: str, owner_id: int, gate: Gate) -> None:
