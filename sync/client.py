@@ -26,6 +26,7 @@ Retry-After. An outage is logged once when it starts and once when it ends.
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import random
 import threading
@@ -267,6 +268,59 @@ class SyncClient:
                 f"but this journal only keeps seq {pending[0]['seq']} on"
             )
 
+    def upload_aside(self) -> int:
+        """Send what journals moved aside as corrupt still hold, on their own streams.
+
+        Each file is done once: then `aside_uploaded:<name>` in the journal's
+        meta and a `journal_aside_uploaded` event say what was sent.
+        """
+        from sync.aside import aside_files
+
+        total = 0
+        for path in aside_files(self.journal.path):
+            key = f"aside_uploaded:{path.name}"
+            if self.journal.get_meta(key) is None:
+                total += self._upload_aside(path, key)
+        return total
+
+    def _upload_aside(self, path, key: str) -> int:
+        from sync.aside import read_aside
+
+        headers = {"Content-Type": "application/json"}
+        sent, unreadable, after, error = 0, 0, None, None
+        for _ in range(MAX_BATCHES_PER_PASS):
+            salvage = read_aside(path, after_seq=after, limit=MAX_BATCH_EVENTS)
+            if salvage.error or salvage.stream_id is None:
+                error = salvage.error or "no stream id"
+                break
+            if not salvage.rows:
+                break
+            offset = salvage.stream_offset
+            wire = [event_for_wire(e) for e in salvage.rows]
+            for event in wire:
+                event["seq"] -= offset
+            body = to_json({"first_seq": wire[0]["seq"], "events": wire}, fallback=str)
+            resp = self._request("POST", f"/streams/{salvage.stream_id}/events", content=body, headers=headers)
+            data = self._json(resp)
+            acked = data.get("acked_through")
+            if resp.status_code == 409 and data.get("error") == "stream_diverged":
+                error = "the server holds other events under this file's seqs"
+                break
+            if not isinstance(acked, int):
+                raise ServerUnavailable(f"reply without acked_through ({resp.status_code})")
+            if resp.status_code != 409:
+                sent += len(wire)
+                unreadable += sum(1 for e in salvage.rows if e["kind"] == "journal_unreadable")
+            after = acked + offset
+        summary = {"file": path.name, "stream": salvage.stream_id, "sent": sent, "unreadable": unreadable,
+                   "error": error}
+        log.warning("journal moved aside %s: sent %d event(s) of stream %s (%d unreadable)%s", path.name, sent,
+                    salvage.stream_id, unreadable, f"; {error}" if error else "")
+        with self.journal._write():
+            self.journal.set_meta(key, json.dumps(summary))
+            self.journal.append({"kind": "journal_aside_uploaded", "detail": summary})
+        return sent
+
     # --- registry ----------------------------------------------------------------
 
     def pull_registry(self) -> str | None:
@@ -322,11 +376,13 @@ class SyncClient:
 
     def sync_once(self) -> dict[str, Any]:
         uploaded, acked = self.upload_pending()
+        aside = self.upload_aside()
         cursor = self.pull_registry()
         # The pass may have logged a clock anchor: send it too.
         more, later = self.upload_pending()
         return {
             "uploaded": uploaded + more,
+            "aside_uploaded": aside,
             "acked_through": later if later is not None else acked,
             "pending": self.journal.pending_count(),
             "registry_cursor": cursor,
