@@ -33,7 +33,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 StreamPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 SitePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9*][A-Za-z0-9_.-]*$")]
-IdPath = Annotated[str, Path(min_length=1, max_length=128)]
+IdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
 MAX_INFLATED_BYTES = 4 * p.MAX_BODY_BYTES
 
 
@@ -137,6 +137,11 @@ class BodyLimitAndServerTime:
 
 class StaffBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return p.no_nul_anywhere(data)  # PostgreSQL text cannot hold NUL: a 422, not a 500
 
 
 class PersonIn(StaffBody):

@@ -86,7 +86,7 @@ def _short_error(exc: ValidationError) -> str:
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in err["loc"]) or "(event)"
         parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+    return "; ".join(parts).replace("\x00", "\\0")  # a NUL field name must not reach a text column
 
 
 def _anchor_time_ns(record: EventRecord) -> int | None:
