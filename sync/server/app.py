@@ -420,6 +420,10 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
 
     @app.post(f"{staff_prefix}/keys", response_model=ChangeOut, tags=["staff"])
     def staff_key(site_id: SitePath, body: KeyIn, who: StaffDep):
+        if site_id == registry.GLOBAL_SITE:
+            # Every gate trusts a global key: that takes the server operator
+            # (the registry CLI), not any staff token.
+            refuse(403, "forbidden", "issuer keys for every site are added with the registry CLI on the server")
         return {"result": staff_call(registry.add_key, db, site_id, body.public_pem, by=who.name)}
 
     @app.put(f"{staff_prefix}/policy", response_model=ChangeOut, tags=["staff"])

@@ -187,7 +187,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
                 result.results.append({"seq": seq, "status": "accepted"})
 
         new_anchors = _store_anchors(conn, db.insert, stream_id, good)
-        anchors = _anchors_for(conn, {r.boot_id for _, _, r in good if not r.clock_synced})
+        anchors = _anchors_for(conn, stream_id, {r.boot_id for _, _, r in good if not r.clock_synced})
         rows, alert_rows = [], []
         received = _bind_value(conn, events.c.received_at, now)
         for seq, payload, record in good:
@@ -210,7 +210,8 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
         for boot_id, (anchor_mono, anchor_ns) in new_anchors.items():
             conn.execute(
                 events.update()
-                .where(events.c.boot_id == boot_id, events.c.time_source == "unknown",
+                .where(events.c.stream_id == stream_id, events.c.boot_id == boot_id,
+                       events.c.time_source == "unknown",
                        events.c.clock_synced.is_(False))
                 .values(event_time_ns=literal(anchor_ns - anchor_mono) + events.c.mono_ns,
                         time_source="anchor")
@@ -344,12 +345,14 @@ def _store_anchors(conn, db_insert, stream_id: str, good) -> dict[str, tuple[int
     return first
 
 
-def _anchors_for(conn, boot_ids: set[str]) -> dict[str, list[tuple[int, int]]]:
+def _anchors_for(conn, stream_id: str, boot_ids: set[str]) -> dict[str, list[tuple[int, int]]]:
+    """The uploading stream's own anchors only: a boot id is the kiosk's word,
+    and another gate (of another site) could send an anchor carrying it."""
     if not boot_ids:
         return {}
     found: dict[str, list[tuple[int, int]]] = {}
     query = select(clock_anchors.c.boot_id, clock_anchors.c.mono_ns, clock_anchors.c.server_time_ns).where(
-        clock_anchors.c.boot_id.in_(sorted(boot_ids))
+        clock_anchors.c.stream_id == stream_id, clock_anchors.c.boot_id.in_(sorted(boot_ids))
     )
     for boot_id, mono, server_ns in conn.execute(query):
         found.setdefault(boot_id, []).append((mono, server_ns))

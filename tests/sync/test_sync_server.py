@@ -281,3 +281,38 @@ def test_a_cursor_ahead_of_the_server_gets_410(env):
     # A kiosk that saw change 50 before the server was restored from a backup.
     r = client.get("/api/v1/sites/site-1/registry", params={"since": 50}, headers={"If-None-Match": '"h50"'})
     assert r.status_code == 410
+
+
+def test_a_clock_anchor_applies_only_to_its_own_stream(env):
+    """Issue 11: a gate of site 2 must not rewrite a site-1 gate's event times
+    with an anchor that carries the victim's boot id."""
+    client, db = env["client"], env["db"]
+    bogus = datetime(1970, 1, 2, tzinfo=timezone.utc)
+    victim = dict(ev(1, synced=False, mono_s=100, boot="boot-victim"), wall_time=to_ns(bogus))
+    upload(client, 1, [victim])
+    _, other_token = auth.add_gate(db, "site-2", "west-9")
+    forged = dict(ev(1, synced=False, mono_s=100, boot="boot-victim"), kind="clock_anchor", decision=None,
+                  reasons=[], detail={"server_time": "2025-06-01T00:00:00+00:00"})
+    r = client.post("/api/v1/streams/attacker/events", json={"first_seq": 1, "events": [forged]},
+                    headers={"Authorization": f"Bearer {other_token}"})
+    assert r.status_code == 200
+    later = dict(ev(2, synced=False, mono_s=130, boot="boot-victim"), wall_time=to_ns(bogus))
+    upload(client, 2, [later])  # the victim's own later event is not placed by the forged anchor either
+    with db.read() as conn:
+        rows = conn.execute(select(events.c.seq, events.c.event_time_ns, events.c.time_source)
+                            .where(events.c.stream_id == "stream-1")).all()
+    assert {r.time_source for r in rows} == {"unknown"}
+    assert all(abs(r.event_time_ns - to_ns(datetime(2025, 6, 1, tzinfo=timezone.utc))) > 10**12 for r in rows)
+
+
+def test_a_staff_token_cannot_push_an_issuer_key_every_gate_trusts(env):
+    """Issue 11: a key for site `*` is trusted by every gate; over HTTP a staff
+    token may push keys for one site only. Global keys come from the server
+    operator (`checkpoint registry key add --site '*'`)."""
+    from gateway.passes import generate_keypair
+
+    client, staff = env["client"], env["staff"]
+    _private, public = generate_keypair()
+    r = client.post("/api/v1/staff/sites/*/keys", headers=staff, json={"public_pem": public.decode()})
+    assert r.status_code == 403
+    assert client.get("/api/v1/sites/site-1/registry").json()["changes"] == []
