@@ -44,7 +44,10 @@ def checkpoint(fault: dict | None) -> Health:
     return entry("fault", "health.checkpoint.fault", blocks_entry=fault["blocks"], detail=fault["detail"])
 
 
-def clock(synced: bool) -> Health:
+def clock(synced: bool, refused: str | None = None) -> Health:
+    """`refused`: why the kiosk's own time is not trusted (the server's is used instead)."""
+    if refused:
+        return entry("warn", "health.clock.refused", detail=refused)
     return entry("ok") if synced else entry("warn", "health.clock.unsynced")
 
 

@@ -38,7 +38,7 @@ from typing import Any, Iterable
 
 import sqlite_utils
 
-from gateway.clock import SystemClock, to_ns
+from gateway.clock import ClockReading, SystemClock, to_ns
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,10 @@ _CALLER_COLUMNS = (
     "operator",
     "detail",
 )
+
+# The kiosk clock may differ from the server's time by this much before the
+# server's time (carried forward by the monotonic clock) is trusted instead.
+CLOCK_TOLERANCE = timedelta(minutes=5)
 
 # Event kinds whose rows are ledgers; used for purging health data.
 LEDGER_TABLES = ("visitors", "shifts", "disinfections", "staff_temperatures")
@@ -186,6 +190,7 @@ class Journal:
         self.stream_id: str = self.get_meta("stream_id")
         # seq on the wire = local seq - stream_offset (see `rotate_stream`).
         self.stream_offset: int = int(self.get_meta("stream_offset") or 0)
+        self._server_ref = _parse_server_ref(self.get_meta("server_clock"))
 
     # --- opening --------------------------------------------------------------
 
@@ -245,6 +250,10 @@ class Journal:
         if "kind" not in fields:
             raise ValueError("an event needs a kind")
         now = self.clock.read()
+        estimate = self._server_estimate(now)
+        if now.synced and estimate is not None and abs(now.wall - estimate) > CLOCK_TOLERANCE:
+            # "Synced" but far from the server's time: not synced; the server places it by its anchor.
+            now = ClockReading(now.boot_id, now.mono_ns, now.wall, False)
         row = {key: fields.get(key) for key in _CALLER_COLUMNS}
         row["flagged"] = int(bool(row["flagged"]))
         row["reasons"] = json.dumps(list(row["reasons"] or []))
@@ -268,7 +277,9 @@ class Journal:
             if in_flight:
                 self._set_meta(conn, "in_flight_seq", str(seq))
             if now.synced:
-                self._raise_watermark(conn, now.wall)
+                candidate = self._watermark_candidate(now)
+                if candidate is not None:
+                    self._raise_watermark(conn, candidate)
         row["seq"] = seq
         row["acked"] = 0
         return _decode(row)
@@ -444,24 +455,87 @@ class Journal:
     # --- trusted time --------------------------------------------------------------
 
     def trusted_now(self, wall: datetime | None = None) -> datetime:
-        """max(wall clock, watermark): a clock rolled back cannot revive an expired pass."""
-        wall = wall or self.clock.read().wall
+        """max(wall clock, watermark): a clock rolled back cannot revive an expired pass.
+
+        Once the server's time is known in this boot, a wall clock more than
+        `CLOCK_TOLERANCE` away from it (the server's time carried forward by
+        the monotonic clock) is refused: a clock that jumped ahead cannot
+        expire valid passes either.
+        """
+        reading = self.clock.read()
+        wall = wall or reading.wall
+        estimate = self._server_estimate(reading)
+        if estimate is not None and abs(wall - estimate) > CLOCK_TOLERANCE:
+            wall = estimate
         mark = self.watermark()
         return max(wall, mark) if mark else wall
+
+    def clock_refused(self) -> str | None:
+        """Why the kiosk's own time is not trusted right now, for the guard; None when it is."""
+        reading = self.clock.read()
+        estimate = self._server_estimate(reading)
+        if estimate is not None and abs(reading.wall - estimate) > CLOCK_TOLERANCE:
+            off = (reading.wall - estimate).total_seconds()
+            return f"the kiosk clock is {off:+.0f} s from the server's time; using the server's"
+        refused = self.get_meta("server_refused_time")
+        if refused and refused.split("|", 1)[0] == reading.boot_id:
+            return refused.split("|", 1)[1]
+        return None
+
+    def note_time_refused(self, why: str) -> None:
+        """The server corrected the time of events this boot sent (see sync)."""
+        self.set_meta("server_refused_time", f"{self.clock.read().boot_id}|{why}")
 
     def watermark(self) -> datetime | None:
         value = self.get_meta("trusted_time")
         return datetime.fromisoformat(value) if value else None
 
     def record_server_time(self, server_time: datetime) -> dict:
-        """A sync response's server time: raise the watermark and log a clock anchor.
+        """A sync response's server time: the reference for trusted time, and a clock anchor.
 
-        The anchor event (boot_id, mono_ns, server_time) lets the server correct
-        the times of events recorded while the clock was unsynced.
+        The watermark rises to the server's time, or comes down to it if a
+        clock that jumped ahead had raised it further. The anchor event
+        (boot_id, mono_ns, server_time) lets the server correct the times of
+        events recorded while the clock was unsynced.
         """
+        reading = self.clock.read()
         with self._write() as conn:
+            mark = conn.execute("SELECT value FROM meta WHERE key = 'trusted_time'").fetchone()
+            if mark and datetime.fromisoformat(mark[0]) > server_time + CLOCK_TOLERANCE:
+                log.warning("trusted time %s was ahead of the server's %s (a clock jump); reset", mark[0],
+                            server_time.isoformat())
+                self._set_meta(conn, "trusted_time", server_time.astimezone(timezone.utc).isoformat())
             self._raise_watermark(conn, server_time)
-            return self.append({"kind": "clock_anchor", "detail": {"server_time": server_time.isoformat()}})
+            ref = {"server": server_time.isoformat(), "boot_id": reading.boot_id, "mono_ns": reading.mono_ns}
+            self._set_meta(conn, "server_clock", json.dumps(ref))
+            previous, self._server_ref = self._server_ref, _parse_server_ref(json.dumps(ref))
+            try:
+                return self.append({"kind": "clock_anchor", "detail": {"server_time": server_time.isoformat()}})
+            except BaseException:
+                self._server_ref = previous
+                raise
+
+    def _server_estimate(self, reading) -> datetime | None:
+        """The server's time now, if it answered during this boot."""
+        ref = self._server_ref
+        if ref is None or ref[1] != reading.boot_id:
+            return None
+        return ref[0] + timedelta(microseconds=(reading.mono_ns - ref[2]) // 1000)
+
+    def _watermark_candidate(self, reading) -> datetime | None:
+        """What a synced local clock may raise the watermark to; None: nothing.
+
+        Never synced with a server: the clock (it is all there is). Server
+        time known in this boot: the clock, unless it is more than the
+        tolerance away from the server's time, then the server's time.
+        Known only from an earlier boot: nothing until the server answers.
+        """
+        if self._server_ref is None:
+            return reading.wall
+        estimate = self._server_estimate(reading)
+        if estimate is None:
+            return None
+        return reading.wall if abs(reading.wall - estimate) <= CLOCK_TOLERANCE else estimate
 
     def _raise_watermark(self, conn: sqlite3.Connection, when: datetime) -> None:
         # Stored as an ISO string; compare as datetimes so it only moves forward.
@@ -671,6 +745,16 @@ def _migrate(conn: sqlite3.Connection) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def _parse_server_ref(value: str | None) -> tuple[datetime, str, int] | None:
+    if not value:
+        return None
+    try:
+        ref = json.loads(value)
+        return datetime.fromisoformat(ref["server"]), str(ref["boot_id"]), int(ref["mono_ns"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

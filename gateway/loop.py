@@ -503,7 +503,7 @@ class Checkpoint:
             "camera": healthmod.device(cam_ok, cam_why, "health.camera.fault"),
             "disk": healthmod.disk(free, low, self.journal_error),
             "checkpoint": healthmod.checkpoint(self._current_fault()),
-            "clock": healthmod.clock(kernel_clock_synced()),
+            "clock": healthmod.clock(kernel_clock_synced(), self.journal.clock_refused()),
             "registry": healthmod.registry(self.journal.registry_synced_at(), healthmod.utcnow(),
                                            s.sync.staleness_limit_h if s.sync else None),
             "sync": healthmod.sync(s.sync is not None, self.journal.pending_count(), sync_status),

@@ -239,12 +239,21 @@ class SyncClient:
                 log.error("the server has seq %d of stream %s but this journal ends at %d",
                           acked, self.journal.stream_id, self.journal.last_seq())
             uploaded += self.journal.mark_acked(acked)
+            self._note_time_refused(data.get("results", []))
             quarantined = [r for r in data.get("results", []) if r.get("status") == "quarantined"]
             if quarantined:
                 log.warning("server quarantined %d event(s), e.g. seq %s: %s",
                             len(quarantined), quarantined[0].get("seq"), quarantined[0].get("error"))
             batch = speculative if acked == last else self._encode(self.journal.pending(MAX_BATCH_EVENTS))
         return uploaded, acked_through
+
+    def _note_time_refused(self, results: list) -> None:
+        """The server refused this kiosk's time for some events: the guard screen says so."""
+        refused = sum(1 for r in results if isinstance(r, dict) and r.get("time_refused"))
+        if refused:
+            self.journal.note_time_refused(f"the server refused the kiosk's time for {refused} event(s)")
+        elif results and self.journal.get_meta("server_refused_time"):
+            self.journal.set_meta("server_refused_time", "")
 
     def _diverged(self, data: dict, first: int, last: int) -> None:
         """The server holds other events under seqs we sent (this journal was

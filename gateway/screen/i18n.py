@@ -63,6 +63,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "health.disk.low": ("空间不足", "almost full"),
     "health.checkpoint.fault": ("处理出错，请人工核验", "processing error: check by hand"),
     "health.clock.unsynced": ("未校准", "not synchronised"),
+    "health.clock.refused": ("本机时间有误，已改用服务器时间", "wrong: using the server's time"),
     "health.registry.stale": ("已过期，请联网", "out of date"),
     "health.registry.never": ("未下载", "never downloaded"),
     "health.sync.backlog": ("待传 {n} 条", "{n} waiting"),

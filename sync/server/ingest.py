@@ -20,6 +20,13 @@ that boot: `anchor_server_ns - (anchor_mono_ns - event_mono_ns)`. Events of a
 boot with no anchor yet keep the kiosk's wall time with `time_source =
 'unknown'` and are corrected when an anchor arrives. `received_at` is kept
 either way.
+
+No kiosk time is taken on its word, synced or not: a time later than the
+server's receipt plus `TIME_TOLERANCE`, or before `EARLIEST_EVENT`, is
+refused - placed by an anchor of its own stream if there is one, else at the
+receipt time (`time_source = 'receipt'`) - and the reply marks the event
+`time_refused` so the guard screen says so. An anchor whose server time lies
+in the future is not used.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from sync.server.db import Database
 from sync.server.schema import alerts, clock_anchors, events, gates, quarantine, streams
 
 ALERT_KINDS = ("decision", "remeasure")
+TIME_TOLERANCE_NS = 5 * 60 * 10**9  # kiosk clocks may run this far ahead of the server
+EARLIEST_EVENT_NS = to_ns(datetime(2020, 1, 1, tzinfo=timezone.utc))  # before the product existed: a dead RTC
 EVENT_COLUMNS = tuple(c.name for c in events.columns)
 _MANY = TypeAdapter(list[EventRecord])
 
@@ -185,13 +194,19 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
             else:
                 good.append((seq, item.payload, item.record))
                 result.results.append({"seq": seq, "status": "accepted"})
+        accepted_at = {r["seq"]: r for r in result.results if r["status"] == "accepted"}
 
-        new_anchors = _store_anchors(conn, db.insert, stream_id, good)
-        anchors = _anchors_for(conn, stream_id, {r.boot_id for _, _, r in good if not r.clock_synced})
+        received_ns = to_ns(now)
+        new_anchors = _store_anchors(conn, db.insert, stream_id, good, received_ns)
+        anchors = _anchors_for(conn, stream_id, {r.boot_id for _, _, r in good
+                                                 if not r.clock_synced or not _plausible(r.wall_time, received_ns)})
         rows, alert_rows = [], []
         received = _bind_value(conn, events.c.received_at, now)
+        refused = {}
         for seq, payload, record in good:
-            time_ns, source = _event_time(record, anchors)
+            time_ns, source = _event_time(record, anchors, received_ns)
+            if record.clock_synced and source != "clock":
+                refused[seq] = True
             body_c = None if record.body_c is None else float(record.body_c)
             # In EVENT_COLUMNS order.
             rows.append((
@@ -226,6 +241,8 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
             conn.execute(alerts.update()
                          .where(alerts.c.stream_id == stream_id, alerts.c.acknowledged_at.is_(None))
                          .values(event_time_ns=func.coalesce(corrected, alerts.c.event_time_ns)))
+        for seq in refused:
+            accepted_at[seq]["time_refused"] = True
         if rows:
             _bulk_insert_events(db, conn, rows)
         if bad_rows:
@@ -329,13 +346,15 @@ def _bulk_insert_events(db: Database, conn, rows: list[tuple]) -> None:
     conn.exec_driver_sql(f"INSERT INTO events ({columns}) VALUES ({marks})", rows)
 
 
-def _store_anchors(conn, db_insert, stream_id: str, good) -> dict[str, tuple[int, int]]:
+def _store_anchors(conn, db_insert, stream_id: str, good, received_ns: int) -> dict[str, tuple[int, int]]:
     """Insert this batch's clock anchors; returns boot_id -> first (mono_ns, server_ns)."""
     rows, first = [], {}
     for seq, _payload_text, record in good:
         if record.kind != "clock_anchor":
             continue
         server_ns = _anchor_time_ns(record)
+        if not _plausible(server_ns, received_ns):  # the server cannot have said a time it has not reached
+            continue
         rows.append({"stream_id": stream_id, "seq": seq, "boot_id": record.boot_id,
                      "mono_ns": record.mono_ns, "server_time_ns": server_ns})
         first.setdefault(record.boot_id, (record.mono_ns, server_ns))
@@ -359,12 +378,22 @@ def _anchors_for(conn, stream_id: str, boot_ids: set[str]) -> dict[str, list[tup
     return found
 
 
-def _event_time(record: EventRecord, anchors: dict[str, list[tuple[int, int]]]) -> tuple[int, str]:
-    if record.clock_synced:
+def _plausible(time_ns: int, received_ns: int) -> bool:
+    return EARLIEST_EVENT_NS <= time_ns <= received_ns + TIME_TOLERANCE_NS
+
+
+def _event_time(record: EventRecord, anchors: dict[str, list[tuple[int, int]]],
+                received_ns: int) -> tuple[int, str]:
+    if record.clock_synced and _plausible(record.wall_time, received_ns):
         return record.wall_time, "clock"
     candidates = anchors.get(record.boot_id)
-    if not candidates:
-        return record.wall_time, "unknown"
-    # The nearest anchor in monotonic time has the least drift between them.
-    mono, server_ns = min(candidates, key=lambda a: abs(a[0] - record.mono_ns))
-    return server_ns - (mono - record.mono_ns), "anchor"
+    if candidates:
+        # The nearest anchor in monotonic time has the least drift between them.
+        mono, server_ns = min(candidates, key=lambda a: abs(a[0] - record.mono_ns))
+        placed = server_ns - (mono - record.mono_ns)
+        if _plausible(placed, received_ns):
+            return placed, "anchor"
+    if record.clock_synced:  # it said synced, and it was not: the receipt is the best we know
+        return received_ns, "receipt"
+    # Corrected when an anchor of its boot arrives; meanwhile never a time past the receipt.
+    return (record.wall_time if _plausible(record.wall_time, received_ns) else received_ns), "unknown"
