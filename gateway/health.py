@@ -29,6 +29,13 @@ def device(ok: bool, reason: str, fault_key: str) -> Health:
     return entry("fault", fault_key, blocks_entry=True, detail=reason)
 
 
+def thermometer(ok: bool, reason: str, signal=None) -> Health:
+    """The driver's (ok, reason), and a signal fault (`sensor_watch.SignalFault`) when it answers."""
+    if ok and signal is not None:
+        return entry("fault", f"health.thermometer.{signal.code}", blocks_entry=True, detail=signal.detail)
+    return device(ok, reason, "health.thermometer.fault")
+
+
 def disk(free_bytes: int | None, low: bool, write_error: str | None) -> Health:
     if write_error:
         return entry("fault", "health.disk.fault", blocks_entry=True, detail=write_error)

@@ -56,6 +56,7 @@ from gateway.passes import PassVerdict, verify
 from gateway.policy import Policy
 from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale
 from gateway.screen.history import counts_today, restore_screen
+from gateway.sensor_watch import SignalFault, ThermometerWatch
 from gateway.screen.state import ScreenState
 from gateway.thermometry import Reading, remeasure, sensor_fault, stable_reading, timed_out
 
@@ -135,6 +136,7 @@ class Checkpoint:
         # in every step (`blocks` True) pauses automatic entry until it passes.
         self.fault: dict | None = None
         self._unmarked_acts: list[int] = []  # acted on, but `actuated()` could not be written
+        self.sensor_watch = ThermometerWatch(self.settings.temperature)
         self.decisions = 0
         t = self.settings.temperature
         self._window_s = t.min_samples / t.sample_hz
@@ -255,6 +257,9 @@ class Checkpoint:
         ok, why = self.sampler.health()
         if not ok:
             return sensor_fault(why, mono_s=now)
+        signal = self.signal_fault(now)
+        if signal is not None:  # answering, but not measuring: no automatic entry on it
+            return sensor_fault(signal.detail, mono_s=now)
         samples = self.sampler.samples(pending.sample_from)
         newest_sample = samples[-1].mono_s if samples else None
         if now - pending.started > SAMPLE_SILENCE_S and (newest_sample is None or now - newest_sample > SAMPLE_SILENCE_S):
@@ -265,6 +270,11 @@ class Checkpoint:
         if final:
             return timed_out(samples, self.settings.temperature)
         return None
+
+    def signal_fault(self, now: float | None = None) -> SignalFault | None:
+        """A thermometer that answers but is stuck, erroring, spiky or drifting."""
+        now = self.mono() if now is None else now
+        return self.sensor_watch.fault(self.sampler.samples(), getattr(self.sampler, "bad_samples", 0), now)
 
     def _advance(self, now: float) -> None:
         pending = self._pending
@@ -499,7 +509,7 @@ class Checkpoint:
             free, low = None, True
             self.journal_error = self.journal_error or str(exc)
         return {
-            "thermometer": healthmod.device(therm_ok, therm_why, "health.thermometer.fault"),
+            "thermometer": healthmod.thermometer(therm_ok, therm_why, self.signal_fault() if therm_ok else None),
             "camera": healthmod.device(cam_ok, cam_why, "health.camera.fault"),
             "disk": healthmod.disk(free, low, self.journal_error),
             "checkpoint": healthmod.checkpoint(self._current_fault()),
