@@ -10,7 +10,7 @@ Changes are logged once when a device fails and once when it recovers.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,17 @@ def clock(synced: bool, refused: str | None = None) -> Health:
     return entry("ok") if synced else entry("warn", "health.clock.unsynced")
 
 
-def registry(synced_at: datetime | None, now: datetime, staleness_limit_h: float | None) -> Health:
-    """Staleness of the registry copy; `staleness_limit_h` None means sync is not configured."""
-    if synced_at is None:
-        if staleness_limit_h is None:
-            return entry("off")
+def registry_status(reason: str | None, synced_at: datetime | None, configured: bool = True) -> Health:
+    """The registry copy, by `staleness.registry_staleness`'s reason (the rule decide uses too)."""
+    if not configured:
+        return entry("off")
+    detail = f"last update {synced_at.isoformat()}" if synced_at else ""
+    if reason == "registry_never_synced":
         return entry("warn", "health.registry.never")
-    if staleness_limit_h is not None and now - synced_at > timedelta(hours=staleness_limit_h):
-        return entry("warn", "health.registry.stale", detail=f"last update {synced_at.isoformat()}")
+    if reason == "registry_incomplete":
+        return entry("warn", "health.registry.incomplete", detail=detail)
+    if reason is not None:
+        return entry("warn", "health.registry.stale", detail=detail)
     return entry("ok")
 
 

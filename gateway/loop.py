@@ -57,6 +57,7 @@ from gateway.policy import Policy
 from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale
 from gateway.screen.history import counts_today, restore_screen
 from gateway.sensor_watch import SignalFault, ThermometerWatch
+from gateway.staleness import journal_staleness
 from gateway.screen.state import ScreenState
 from gateway.thermometry import Reading, remeasure, sensor_fault, stable_reading, timed_out
 
@@ -514,8 +515,9 @@ class Checkpoint:
             "disk": healthmod.disk(free, low, self.journal_error),
             "checkpoint": healthmod.checkpoint(self._current_fault()),
             "clock": healthmod.clock(kernel_clock_synced(), self.journal.clock_refused()),
-            "registry": healthmod.registry(self.journal.registry_synced_at(), healthmod.utcnow(),
-                                           s.sync.staleness_limit_h if s.sync else None),
+            "registry": healthmod.registry_status(
+                journal_staleness(self.journal, s.sync.staleness_limit_h if s.sync else None),
+                self.journal.registry_synced_at(), configured=s.sync is not None),
             "sync": healthmod.sync(s.sync is not None, self.journal.pending_count(), sync_status),
         }
 

@@ -17,7 +17,7 @@ from gateway.decision import RegistryEntry
 from gateway.journal import Journal
 from gateway.passes import PassVerdict, load_public_keys
 from gateway.policy import Policy, PolicyError, newest, parse_policy, policy_from_settings
-from sync.protocol import SNAPSHOT_IN_PROGRESS
+from gateway.staleness import registry_staleness
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +98,8 @@ def registry_stale(journal: Journal, settings: Settings, now: datetime) -> bool:
     the registry entries it was given. A copy never synced, or stopped in
     the middle of a snapshot, is stale: it may lack revocations.
     """
-    if settings.sync is None:
-        return False
-    synced_at = journal.registry_synced_at()
-    if synced_at is None or journal.registry_cursor() == SNAPSHOT_IN_PROGRESS:
-        return True
-    return now - synced_at > timedelta(hours=settings.sync.staleness_limit_h)
+    limit = settings.sync.staleness_limit_h if settings.sync is not None else None
+    return registry_staleness(journal.registry_synced_at(), journal.registry_cursor(), now, limit) is not None
 
 
 def load_keys(settings: Settings, journal: Journal) -> dict:

@@ -39,6 +39,7 @@ from pydantic_core import to_json
 
 from gateway.config import Settings, read_token
 from gateway.journal import Journal, JournalWriteError
+from gateway.staleness import journal_staleness
 from sync.protocol import (
     API_PREFIX,
     MAX_BATCH_EVENTS,
@@ -522,14 +523,8 @@ class SyncWorker:
         age = None
         if synced_at is not None:
             age = max(0.0, (self.journal.trusted_now() - synced_at).total_seconds())
-        if cursor is None or synced_at is None:
-            degraded, reason = True, "registry_never_synced"
-        elif cursor == SNAPSHOT_IN_PROGRESS:
-            degraded, reason = True, "registry_incomplete"
-        elif age > self.staleness_limit_s:
-            degraded, reason = True, "registry_stale"
-        else:
-            degraded, reason = False, None
+        reason = journal_staleness(self.journal, self.settings.sync.staleness_limit_h)  # the rule decide uses
+        degraded = reason is not None
         with self._state_lock:
             return {
                 "last_ok": self.last_ok.isoformat() if self.last_ok else None,

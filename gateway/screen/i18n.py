@@ -70,6 +70,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "health.clock.refused": ("本机时间有误，已改用服务器时间", "wrong: using the server's time"),
     "health.registry.stale": ("已过期，请联网", "out of date"),
     "health.registry.never": ("未下载", "never downloaded"),
+    "health.registry.incomplete": ("未下载完整，请联网", "incomplete download"),
     "health.sync.backlog": ("待传 {n} 条", "{n} waiting"),
     "health.sync.offline": ("未连上服务器", "server unreachable"),
     "paused.thermometer": ("测温仪故障", "The thermometer has a fault"),
