@@ -25,6 +25,7 @@ Retry-After. An outage is logged once when it starts and once when it ends.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -35,6 +36,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
 from gateway.config import Settings, read_token
@@ -46,6 +48,12 @@ from sync.protocol import (
     MAX_REGISTRY_PAGE,
     SERVER_TIME_HEADER,
     SNAPSHOT_IN_PROGRESS,
+    DivergedReply,
+    EventResult,
+    GapReply,
+    RegistryPage,
+    SnapshotPage,
+    UploadReply,
     etag_for,
     event_for_wire,
 )
@@ -84,6 +92,11 @@ class AuthRefused(SyncError):
 
 class ProtocolError(SyncError):
     """The server refused the request itself: a bug or a version mismatch."""
+
+
+@functools.cache
+def _adapter(model) -> TypeAdapter:
+    return TypeAdapter(model)  # built once per reply type: building one costs milliseconds
 
 
 def _retry_after(resp: httpx.Response) -> float:
@@ -151,14 +164,12 @@ class SyncClient:
         return resp
 
     @staticmethod
-    def _json(resp: httpx.Response) -> dict[str, Any]:
+    def _parse(model, resp: httpx.Response):
+        """The reply as its `sync.protocol` model: the one shape both ends use."""
         try:
-            data = resp.json()
-        except ValueError as exc:
-            raise ServerUnavailable(f"unreadable reply ({resp.status_code}): {exc}") from exc
-        if not isinstance(data, dict):
-            raise ServerUnavailable(f"unexpected reply ({resp.status_code})")
-        return data
+            return _adapter(model).validate_json(resp.content)
+        except ValidationError as exc:
+            raise ServerUnavailable(f"unexpected reply ({resp.status_code}): {str(exc)[:300]}") from exc
 
     def _note_server_time(self, resp: httpx.Response) -> None:
         server_time = _parse_time(resp.headers.get(SERVER_TIME_HEADER))
@@ -220,19 +231,16 @@ class SyncClient:
             try:
                 resp = self._request("POST", f"/streams/{self.journal.stream_id}/events",
                                      content=body, headers=headers)
-                data = self._json(resp)
+                reply = self._upload_reply(resp)
             finally:
                 speculative = upcoming.result()
-            if resp.status_code == 409 and data.get("error") == "stream_diverged":
-                self._diverged(data, first, last)
+            if isinstance(reply, DivergedReply):
+                self._diverged(reply, first, last)
                 batch = self._encode(self.journal.pending(MAX_BATCH_EVENTS))
                 continue
-            acked = data.get("acked_through")
-            if not isinstance(acked, int):
-                raise ServerUnavailable(f"reply without acked_through ({resp.status_code})")
-            acked += self.journal.stream_offset  # back to local seqs
+            acked = reply.acked_through + self.journal.stream_offset  # back to local seqs
             acked_through = acked
-            if resp.status_code == 409 or acked < first - 1:
+            if isinstance(reply, GapReply) or acked < first - 1:
                 self._rewind(acked)
                 batch = self._encode(self.journal.pending(MAX_BATCH_EVENTS))
                 continue
@@ -240,28 +248,33 @@ class SyncClient:
                 log.error("the server has seq %d of stream %s but this journal ends at %d",
                           acked, self.journal.stream_id, self.journal.last_seq())
             uploaded += self.journal.mark_acked(acked)
-            self._note_time_refused(data.get("results", []))
-            quarantined = [r for r in data.get("results", []) if r.get("status") == "quarantined"]
+            self._note_time_refused(reply.results)
+            quarantined = [r for r in reply.results if r.status == "quarantined"]
             if quarantined:
                 log.warning("server quarantined %d event(s), e.g. seq %s: %s",
-                            len(quarantined), quarantined[0].get("seq"), quarantined[0].get("error"))
+                            len(quarantined), quarantined[0].seq, quarantined[0].error)
             batch = speculative if acked == last else self._encode(self.journal.pending(MAX_BATCH_EVENTS))
         return uploaded, acked_through
 
-    def _note_time_refused(self, results: list) -> None:
+    def _upload_reply(self, resp: httpx.Response) -> UploadReply | GapReply | DivergedReply:
+        if resp.status_code == 409:
+            return self._parse(GapReply | DivergedReply, resp)
+        return self._parse(UploadReply, resp)
+
+    def _note_time_refused(self, results: list[EventResult]) -> None:
         """The server refused this kiosk's time for some events: the guard screen says so."""
-        refused = sum(1 for r in results if isinstance(r, dict) and r.get("time_refused"))
+        refused = sum(1 for r in results if r.time_refused)
         if refused:
             self.journal.note_time_refused(f"the server refused the kiosk's time for {refused} event(s)")
         elif results and self.journal.get_meta("server_refused_time"):
             self.journal.set_meta("server_refused_time", "")
 
-    def _diverged(self, data: dict, first: int, last: int) -> None:
+    def _diverged(self, reply: DivergedReply, first: int, last: int) -> None:
         """The server holds other events under seqs we sent (this journal was
         restored from an older copy): send ours from there on a new stream."""
-        at = data.get("diverged_at")
-        local = at + self.journal.stream_offset if isinstance(at, int) else None
-        if local is None or not first <= local <= last:
+        at = reply.diverged_at
+        local = at + self.journal.stream_offset
+        if not first <= local <= last:
             raise ProtocolError(f"stream_diverged reply without a usable diverged_at ({at!r})")
         self.journal.rotate_stream(local, diverged_at=at)
 
@@ -311,14 +324,12 @@ class SyncClient:
                 event["seq"] -= offset
             body = to_json({"first_seq": wire[0]["seq"], "events": wire}, fallback=str)
             resp = self._request("POST", f"/streams/{salvage.stream_id}/events", content=body, headers=headers)
-            data = self._json(resp)
-            acked = data.get("acked_through")
-            if resp.status_code == 409 and data.get("error") == "stream_diverged":
+            reply = self._upload_reply(resp)
+            if isinstance(reply, DivergedReply):
                 error = "the server holds other events under this file's seqs"
                 break
-            if not isinstance(acked, int):
-                raise ServerUnavailable(f"reply without acked_through ({resp.status_code})")
-            if resp.status_code != 409:
+            acked = reply.acked_through
+            if isinstance(reply, UploadReply):
                 sent += len(wire)
                 unreadable += sum(1 for e in salvage.rows if e["kind"] == "journal_unreadable")
             after = acked + offset
@@ -349,11 +360,11 @@ class SyncClient:
             if resp.status_code == 410:
                 log.info("registry cursor %s has expired on the server; reading a snapshot", cursor)
                 return self._snapshot()
-            page = self._json(resp)
-            cursor = str(page["next_cursor"])
-            self.journal.apply_registry_page(page["changes"], cursor)
+            page = self._parse(RegistryPage, resp)
+            cursor = page.next_cursor
+            self.journal.apply_registry_page([c.model_dump() for c in page.changes], cursor)
             since = int(cursor)
-            if page["up_to_date"]:
+            if page.up_to_date:
                 break
         return cursor
 
@@ -364,22 +375,22 @@ class SyncClient:
             params = {"limit": MAX_REGISTRY_PAGE}
             if after:
                 params["after"] = after
-            page = self._json(self._request("GET", path, params=params))
+            page = self._parse(SnapshotPage, self._request("GET", path, params=params))
             first = start_cursor is None
             if first:
                 # The feed head when the snapshot began: a change made while
                 # later pages are read may sit on a page already read, so the
                 # deltas must resume from here, not from a later page's head.
-                start_cursor = str(page["cursor"])
-            last = page.get("next_after") is None
+                start_cursor = page.cursor
+            last = page.next_after is None
             # Until the last page the copy is incomplete: the marker makes the
             # next pass start the snapshot over instead of trusting it.
             self.journal.apply_registry_page(
-                page["changes"], start_cursor if last else SNAPSHOT_IN_PROGRESS, replace=first
+                [c.model_dump() for c in page.changes], start_cursor if last else SNAPSHOT_IN_PROGRESS, replace=first
             )
             if last:
                 break
-            after = page["next_after"]
+            after = page.next_after
         return self.pull_registry()
 
     # --- one pass ------------------------------------------------------------------

@@ -172,7 +172,7 @@ class EventResult(Wire):
     seq: int
     status: Literal["accepted", "duplicate", "quarantined"]
     error: str | None = None
-    time_refused: bool = Field(False, description="The kiosk's time for this event was implausible: "
+    time_refused: bool | None = Field(None, description="The kiosk's time for this event was implausible: "
                                                    "the server placed it by an anchor or its receipt")
 
 

@@ -57,11 +57,15 @@ def _now_iso() -> str:
     return p.utcnow().isoformat()
 
 
-def _error(status: int, error: str, detail: Any = None, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": error, "detail": jsonable_encoder(detail), "server_time": _now_iso()},
-        status_code=status, headers=headers,
-    )
+def _error(status: int, error: str, detail: Any = None, headers: dict | None = None) -> Response:
+    return _reply(p.ErrorReply(error=error, detail=jsonable_encoder(detail), server_time=p.utcnow()),
+                  status, headers)
+
+
+def _reply(model: p.Wire, status: int = 200, headers: dict | None = None, **dump) -> Response:
+    """Every sync reply is built as its `sync.protocol` model, so its shape is checked here."""
+    return Response(model.model_dump_json(**dump), status_code=status, headers=headers,
+                    media_type="application/json")
 
 
 class BodyLimitAndServerTime:
@@ -324,21 +328,18 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
         try:
             gate, result = await run_in_threadpool(authorise_and_ingest)
         except Gap as gap:
-            return JSONResponse(
-                {"error": "gap", "detail": str(gap), "acked_through": gap.acked_through, "server_time": _now_iso()},
-                status_code=409,
-            )
+            return _reply(p.GapReply(detail=str(gap), acked_through=gap.acked_through, server_time=p.utcnow()), 409)
         except Diverged as diverged:
-            return JSONResponse(p.DivergedReply(
+            return _reply(p.DivergedReply(
                 detail=str(diverged), acked_through=diverged.acked_through, diverged_at=diverged.diverged_at,
-                server_time=p.utcnow()).model_dump(mode="json"), status_code=409)
+                server_time=p.utcnow()), 409)
         except StreamForbidden as exc:
             refuse(403, "forbidden", str(exc))
         if result.alerts:
             log.warning("fever alert: %d flagged event(s) from gate %s at site %s",
                         result.alerts, gate.name, gate.site_id)
-        return JSONResponse({"acked_through": result.acked_through, "results": result.results,
-                             "server_time": _now_iso()})
+        return _reply(p.UploadReply(acked_through=result.acked_through, results=result.results,
+                                    server_time=p.utcnow()), exclude_none=True)
 
     @app.get(
         f"{p.API_PREFIX}/sites/{{site_id}}/registry",
@@ -364,10 +365,8 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
             changes, cursor, up_to_date = registry.feed_page(db, site_id, since, limit)
         except registry.FeedExpired as exc:
             return _error(410, "must_refetch", str(exc))
-        return JSONResponse(
-            {"changes": changes, "next_cursor": str(cursor), "up_to_date": up_to_date, "server_time": _now_iso()},
-            headers={"ETag": etag},
-        )
+        return _reply(p.RegistryPage(changes=changes, next_cursor=str(cursor), up_to_date=up_to_date,
+                                     server_time=p.utcnow()), headers={"ETag": etag})
 
     @app.get(f"{p.API_PREFIX}/sites/{{site_id}}/registry/snapshot", response_model=p.SnapshotPage, tags=["sync"])
     def registry_snapshot(
@@ -385,11 +384,11 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
             if not (isinstance(key, list) and len(key) == 3 and all(isinstance(k, str) for k in key)):
                 refuse(422, "invalid", "after must be the next_after value of the previous page")
         changes, cursor, next_after = registry.snapshot_page(db, site_id, tuple(key) if key else None, limit)
-        return JSONResponse({
-            "changes": changes, "cursor": str(cursor),
-            "next_after": json.dumps(list(next_after), ensure_ascii=False) if next_after else None,
-            "server_time": _now_iso(),
-        })
+        return _reply(p.SnapshotPage(
+            changes=changes, cursor=str(cursor),
+            next_after=json.dumps(list(next_after), ensure_ascii=False) if next_after else None,
+            server_time=p.utcnow(),
+        ))
 
     # --- staff ---------------------------------------------------------------
 
