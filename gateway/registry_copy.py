@@ -18,6 +18,8 @@ from gateway.journal import Journal
 from gateway.passes import PassVerdict, load_public_keys
 from gateway.policy import Policy, PolicyError, newest, parse_policy, policy_from_settings
 from gateway.staleness import registry_staleness
+from pydantic import ValidationError
+from sync.protocol import registry_payload
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +33,21 @@ class BadRegistryRecord(ValueError):
 
 
 def _record(journal: Journal, entity: str, entity_id: str) -> dict | None:
+    """The record as `sync.protocol`'s payload model for its entity, as a dict; None if absent."""
     payload = journal.registry_get(entity, entity_id)
-    if payload is not None and not isinstance(payload, dict):
+    if payload is None:
+        return None
+    if not isinstance(payload, dict):
         raise BadRegistryRecord(f"registry {entity} {entity_id} is not an object ({type(payload).__name__})")
-    return payload
+    try:
+        return registry_payload(entity, payload).model_dump()
+    except ValidationError as exc:
+        raise BadRegistryRecord(f"registry {entity} {entity_id}: {_short(exc)}") from None
+
+
+def _short(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
 
 
 def registry_entry(journal: Journal, verdict: PassVerdict | None, now: datetime) -> tuple[RegistryEntry | None, str | None]:

@@ -232,6 +232,63 @@ class TimeReply(Wire):
     server_time: datetime
 
 
+# --- registry payloads: what each entity's `payload` holds, on both ends ------------
+# Loose on purpose where the kiosk is lenient (dates are parsed, unknown
+# statuses ignored) and open to new fields, so a newer server never breaks an
+# older kiosk; the server checks every payload it writes against these, the
+# kiosk refuses a person whose record does not fit (`BadRegistryRecord`).
+
+
+class RegistryPayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PersonPayload(RegistryPayload):
+    name: str = Field("", max_length=200)
+    unit: str = Field("", max_length=200)
+    site: str | None = None
+    status: str = "active"
+    observation_until: str | None = Field(None, description="ISO date (through that day, China time) or time")
+    risk: str | None = None
+    returnee: bool = False
+
+
+class RevocationPayload(RegistryPayload):
+    reason: str = ""
+    revoked_at: str | None = None
+
+
+class KeyPayload(RegistryPayload):
+    public_pem: str = Field(min_length=1)
+
+
+class VisitorCasePayload(RegistryPayload):
+    name: str = ""
+    phone: str = ""
+    visiting: str = ""
+    valid_until: str | None = Field(None, description="ISO date or time")
+    filed_by: str | None = None
+
+
+class PolicyPayload(RegistryPayload):
+    version: StrictInt = Field(ge=1)
+
+
+REGISTRY_PAYLOADS: dict[str, type[RegistryPayload]] = {
+    "person": PersonPayload, "revocation": RevocationPayload, "key": KeyPayload,
+    "visitor_case": VisitorCasePayload, "policy": PolicyPayload,
+}
+
+
+def registry_payload(entity: str, payload: Any) -> RegistryPayload | None:
+    """`payload` checked as its entity's model (None for an entity this side does not know).
+
+    Raises pydantic.ValidationError when it does not fit.
+    """
+    model = REGISTRY_PAYLOADS.get(entity)
+    return None if model is None else model.model_validate(payload)
+
+
 def etag_for(head: int) -> str:
     """The feed's ETag: its head change_seq. The kiosk derives it from its cursor."""
     return f'"h{head}"'

@@ -22,8 +22,10 @@ import json
 from datetime import date, datetime, timezone
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, or_, select, text, tuple_
 
+from sync.protocol import registry_payload
 from sync.server.db import Database
 from sync.server.schema import alerts, meta, registry_changes, registry_state
 
@@ -71,6 +73,11 @@ def record_change(db: Database, conn, site_id: str, entity: str, entity_id: str,
     """Append one change and update the current state; returns its change_seq."""
     if entity not in ENTITIES:
         raise RegistryError(f"unknown entity {entity!r}; expected one of {ENTITIES}")
+    if op == "upsert":
+        try:  # the shape the kiosks read (sync.protocol), checked where it is written
+            registry_payload(entity, payload)
+        except ValidationError as exc:
+            raise RegistryError(f"{entity} {entity_id}: {exc.errors()[0]['msg']}") from None
     if db.is_postgres:
         conn.execute(text("LOCK TABLE registry_changes IN SHARE ROW EXCLUSIVE MODE"))
     body = json.dumps(payload, ensure_ascii=False, sort_keys=True) if payload is not None else None

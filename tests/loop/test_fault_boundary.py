@@ -105,3 +105,19 @@ def test_a_bug_in_every_step_pauses_automatic_entry_but_the_guard_can_open(kiosk
     kiosk.checkpoint.step = real_step  # the fault passes: so does the pause
     wait_for(lambda: kiosk.state.health.get("checkpoint", {}).get("status") == "ok", timeout=4)
     assert not kiosk.state.paused
+
+
+def test_a_bad_registry_record_does_not_stop_the_kiosk_from_starting(sim_settings, issue):  # (issue: the demo key)
+    from gateway.journal import Journal
+    from gateway.loop import build_app
+
+    journal = Journal.open(sim_settings.journal.path)
+    journal.apply_registry_page([{"entity": "person", "entity_id": "r-bad", "op": "upsert",
+                                  "payload": ["not", "a", "record"], "change_seq": 1}], "1")
+    journal.append({"kind": "decision", "decision": "deny", "person_id": "r-bad", "reasons": ["internal_error"]})
+    journal.close()
+    app = build_app(sim_settings)  # the screen's history reads that person at start-up
+    try:
+        assert app.state.recent[0]["person"] is None
+    finally:
+        app.stop()
