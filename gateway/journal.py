@@ -13,10 +13,13 @@ Discipline:
 - One writer: one connection, every write under one lock, one transaction per
   append (BEGIN IMMEDIATE).
 - Numbered migrations in `MIGRATIONS`, tracked with PRAGMA user_version.
-- At open, `quick_check`; a corrupt file is moved aside, never overwritten,
-  and a new stream starts with an incident event.
-- A full disk or read-only filesystem raises `JournalWriteError`, which the
-  loop shows to the guard. Nothing is dropped silently.
+- At open, `quick_check` (confirmed by `integrity_check`); a corrupt file is
+  moved aside, never overwritten, and a new stream starts with an incident
+  event. Only SQLite's verdict (its result code, never the message text)
+  counts as corrupt.
+- A full disk, read-only filesystem or I/O error raises `JournalWriteError`
+  (at open too: the file stays where it is), which the loop shows to the
+  guard. Nothing is dropped silently.
 
     journal = Journal.open("journal.db")
     event = journal.append({"kind": "decision", "decision": "deny", ...})

@@ -26,6 +26,12 @@ thermometer without showing a pass for `reading_timeout_s` is a
 even without a pass. A thermometer, camera or disk fault fails closed for
 automatic entry and shows on the screen; the guard's override still opens
 the gate and is logged with the operator and the reason.
+
+`Checkpoint.run` is one fault boundary: any other fault in one person's path
+(a bad registry record, a bug) refuses that person (``internal_error``) and
+shows on the health panel, and the loop goes on; a fault in every step
+pauses automatic entry until a step succeeds again. A thermometer that
+answers but is stuck, spiky or drifting is caught by `sensor_watch`.
 """
 
 from __future__ import annotations
