@@ -19,6 +19,7 @@ lock on registry_changes), so change_seq order is commit order.
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -293,6 +294,8 @@ def acknowledge_alert(db: Database, alert_id: int, by: str) -> dict:
 
 def _alert_dict(row) -> dict:
     data = dict(row._mapping)
+    if data.get("body_c") is not None and not math.isfinite(data["body_c"]):
+        data["body_c"] = None  # stored before input was checked: never a 500 for the whole list
     data["event_time"] = datetime.fromtimestamp(data.pop("event_time_ns") / 1e9, timezone.utc).isoformat()
     for key in ("received_at", "acknowledged_at"):
         value = data[key]

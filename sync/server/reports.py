@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -85,7 +86,8 @@ def daily_report(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) ->
         "fevers": [
             {
                 "time": datetime.fromtimestamp(t / 1e9, timezone.utc).astimezone(zone).isoformat(timespec="seconds"),
-                "gate": names.get(g, str(g)), "person_id": person, "pass_id": pass_id, "body_c": body,
+                "gate": names.get(g, str(g)), "person_id": person, "pass_id": pass_id,
+                "body_c": body if body is None or math.isfinite(body) else None,
                 "decision": decision,
             }
             for g, t, person, pass_id, body, decision in fevers

@@ -97,3 +97,19 @@ def test_a_nul_in_a_path_or_a_staff_body_is_a_422_not_a_500(env):
     assert r.status_code == 422, r.text
     r = client.delete("/api/v1/staff/sites/site-1/registry/person/p%00x", headers=staff)
     assert r.status_code == 422, r.text
+
+
+def test_a_nan_stored_before_the_check_does_not_break_the_lists(env):
+    from sqlalchemy import update
+
+    from sync.server.schema import alerts, events
+
+    db, client, staff = env
+    assert post(client, 1, [ev(1)]).status_code == 200
+    with db.write() as conn:  # as an older server let it in
+        conn.execute(update(alerts).values(body_c=float("nan")))
+        conn.execute(update(events).values(body_c=float("nan")))
+    listed = client.get("/api/v1/staff/sites/site-1/alerts", headers=staff)
+    assert listed.status_code == 200 and listed.json()["alerts"][0]["body_c"] is None
+    report = client.get("/api/v1/staff/sites/site-1/reports/daily", params={"date": "2026-02-01"}, headers=staff)
+    assert report.status_code == 200 and report.json()["fevers"][0]["body_c"] is None
