@@ -230,6 +230,10 @@ class Checkpoint:
             except DriverError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one person's fault must not stop the gate
+                if self._pending is None and self._visible_text is None:
+                    # Nobody identified (the presence watch failed): nothing to
+                    # refuse, and a refusal every step would flood the journal.
+                    raise
                 self._person_fault(exc, now)
 
     def _track_view(self, texts: list[str], now: float) -> None:

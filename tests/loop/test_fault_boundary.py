@@ -121,3 +121,15 @@ def test_a_bad_registry_record_does_not_stop_the_kiosk_from_starting(sim_setting
         assert app.state.recent[0]["person"] is None
     finally:
         app.stop()
+
+
+def test_a_fault_with_nobody_identified_pauses_without_flooding_the_journal(kiosk):
+    def broken(now):
+        raise RuntimeError("presence watch bug")
+
+    kiosk.checkpoint._watch_presence = broken
+    health = wait_for(lambda: kiosk.state.health.get("checkpoint", {}).get("status") == "fault"
+                      and kiosk.state.health["checkpoint"], timeout=4)
+    assert health["blocks_entry"] and kiosk.state.paused
+    assert decisions(kiosk) == []  # no refusal logged every 0.1 s
+    assert not kiosk.stop_event.is_set()
