@@ -22,6 +22,14 @@ def put_registry(app, entity, entity_id, payload, change_seq):
         str(change_seq))
 
 
+def next_person(kiosk, body_c):
+    """The pass leaves the view and the thermometer sees the room, then the next person."""
+    kiosk.hardware.camera.show(None)
+    kiosk.hardware.thermometer.set(21.0, 22.0)
+    wait_for(lambda: kiosk.checkpoint._visible_text is None, timeout=3)
+    kiosk.hardware.thermometer.set(body_c, 22.0)
+
+
 def test_a_full_disk_after_the_commit_does_not_stop_the_kiosk(kiosk, issue):
     def disk_fills_up(event, decision):
         # Between the decision's commit and `actuated()`: SQLite now refuses every write.
@@ -74,13 +82,11 @@ def test_a_bad_registry_record_refuses_that_person_only_and_the_loop_goes_on(kio
     assert override["person_id"] == "r-bad" and override["decision"] == "admit"
     wait_for(lambda: rising_edges(kiosk.relay_pin) == 1)
 
-    kiosk.hardware.camera.show(None)
-    wait_for(lambda: kiosk.checkpoint._visible_text is None, timeout=3)
+    next_person(kiosk, 36.5)
     kiosk.hardware.camera.show(issue("v-1", kind="visitor"))  # a visitor case dated "next week"
     visitor = wait_for(lambda: decisions(kiosk)[1:])[0]
     assert visitor["person_id"] == "v-1" and visitor["reasons"] != ["internal_error"]
-    kiosk.hardware.camera.show(None)
-    wait_for(lambda: kiosk.checkpoint._visible_text is None, timeout=3)
+    next_person(kiosk, 36.6)
     kiosk.hardware.camera.show(issue("r-3"))
     resident = wait_for(lambda: decisions(kiosk)[2:])[0]
     assert resident["person_id"] == "r-3" and resident["decision"] == "admit"
