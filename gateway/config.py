@@ -221,6 +221,13 @@ class ScreenSettings(Section):
         description="PIN required from anywhere but localhost (guard booth over the LAN)",
     )
 
+    @model_validator(mode="after")
+    def _long_pin_off_localhost(self):
+        # Off localhost the PIN is all that stands between the LAN and the gate.
+        if self.host not in ("127.0.0.1", "::1", "localhost") and self.pin and len(self.pin) < 6:
+            raise ValueError(f"a screen listening on {self.host} needs a PIN of 6 or more digits")
+        return self
+
 
 class SyncSettings(Section):
     server: str = Field(description="Registry server URL", pattern=r"^https?://")

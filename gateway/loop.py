@@ -26,6 +26,12 @@ thermometer without showing a pass for `reading_timeout_s` is a
 even without a pass. A thermometer, camera or disk fault fails closed for
 automatic entry and shows on the screen; the guard's override still opens
 the gate and is logged with the operator and the reason.
+
+`Checkpoint.run` is one fault boundary: any other fault in one person's path
+(a bad registry record, a bug) refuses that person (``internal_error``) and
+shows on the health panel, and the loop goes on; a fault in every step
+pauses automatic entry until a step succeeds again. A thermometer that
+answers but is stuck, spiky or drifting is caught by `sensor_watch`.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ from gateway.passes import PassVerdict, verify
 from gateway.policy import Policy
 from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale, settings_under
 from gateway.screen.history import counts_today, restore_screen
+from gateway.sensor_watch import SignalFault, ThermometerWatch
+from gateway.staleness import journal_staleness
 from gateway.screen.state import ScreenState
 from gateway.thermometry import Reading, is_fever, remeasure, sensor_fault, stable_reading, timed_out
 from gateway.vehicles import VehicleException, decide_vehicle, plate_from_pass_id
@@ -70,6 +78,7 @@ log = logging.getLogger(__name__)
 VIEW_GONE_S = 1.0  # a pass unseen this long has left the view
 PRESENCE_GONE_S = 1.0  # no stable reading this long: the person at the thermometer has left
 SAMPLE_SILENCE_S = 1.5  # no new thermometer sample for this long while measuring: a fault
+PERSON_FAULT_SHOWN_S = 300.0  # a fault in one person's path stays on the health panel this long
 
 
 @dataclass
@@ -133,6 +142,7 @@ class Checkpoint:
     presence_gone_s: float = PRESENCE_GONE_S
     beam: Any = None  # optional pass-through beam (gateway/beam.py)
     fever: FeverFlow | None = None  # the fever cases (build_app wires one)
+    heartbeat: Callable[[], None] | None = None  # called after every step (gateway.watchdog)
 
     def __post_init__(self):
         self._lock = threading.RLock()
@@ -149,6 +159,12 @@ class Checkpoint:
         self._contexts: dict[int, _Context] = {}
         self.direction = self.settings.gate.direction if self.settings.gate.direction != "both" else "in"
         self.journal_error: str | None = None
+        # The loop's own fault, for the health panel: {"detail", "blocks", "at"}.
+        # One person's fault (`blocks` False) refuses that person only; a fault
+        # in every step (`blocks` True) pauses automatic entry until it passes.
+        self.fault: dict | None = None
+        self._unmarked_acts: list[int] = []  # acted on, but `actuated()` could not be written
+        self.sensor_watch = ThermometerWatch(self.settings.temperature)
         self.decisions = 0
         self.unstaffed = False  # set by the staffing watch (gateway/staffing.py)
         self.vehicle_waiting: dict | None = None  # the last vehicle pass scanned (gateway/vehicles.py)
@@ -162,12 +178,61 @@ class Checkpoint:
     # --- the loop ---------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        """The fault boundary: nothing that goes wrong in a step stops the gate."""
         while not stop.is_set():
             try:
                 self.step()
             except DriverError as exc:  # a device failed mid-step: the health tick shows it
                 log.debug("step: %s", exc)
                 stop.wait(0.1)
+            except Exception as exc:  # noqa: BLE001 - the relay stays closed; the guard sees why
+                self._note_fault(exc, blocks=True)
+                stop.wait(0.1)
+            else:
+                if self.fault and self.fault["blocks"]:
+                    log.warning("the checkpoint loop runs again after: %s", self.fault["detail"])
+                    self.fault = None
+            if self.heartbeat is not None:  # the loop turned: the watchdog may ping
+                self.heartbeat()
+
+    def _note_fault(self, exc: BaseException, *, blocks: bool, who: str | None = None) -> None:
+        detail = (f"{who}: " if who else "") + f"{type(exc).__name__}: {exc}"[:300]
+        if self.fault is None or self.fault["detail"] != detail:  # log each new fault once, not every step
+            log.error("checkpoint fault (%s): %s", "automatic entry paused" if blocks else "one person refused",
+                      detail, exc_info=exc)
+        self.fault = {"detail": detail, "blocks": blocks, "at": self.mono()}
+
+    def _person_fault(self, exc: Exception, now: float) -> None:
+        """A fault in one person's path (a bad registry record, a full disk, a
+        bug): refuse that person automatically, log it, show it; the loop goes on."""
+        pending, self._pending = self._pending, None
+        text = pending.text if pending else self._visible_text
+        self._decided_text = text  # not retried until the pass leaves the view
+        self._presence_decided = True
+        verdict = pending.verdict if pending else None
+        if verdict is None and text:
+            try:
+                verdict = verify(text, self.keys, self.journal.trusted_now())
+            except Exception:  # noqa: BLE001
+                verdict = None
+        who = f"person {verdict.person_id}" if verdict and verdict.person_id else "checkpoint"
+        self._note_fault(exc, blocks=False, who=who)
+        direction = pending.direction if pending else self.direction
+        decision = Decision(
+            decision="deny", flagged=False, reasons=["internal_error"], guard_message="guard.internal_error",
+            public_message="public.see_staff", direction=direction, alert=True,
+            kind=verdict.kind if verdict else None, pass_id=verdict.pass_id if verdict else None,
+            person_id=verdict.person_id if verdict and verdict.signature_ok else None,
+            message_fields={"error": f"{type(exc).__name__}: {exc}"[:200]},
+        )
+        try:
+            event = self._commit(decision, kind="decision", operator=pending.operator if pending else None)
+        except Exception:  # noqa: BLE001 - even the refusal failed: the health panel still shows it
+            log.exception("could not log the refusal after a fault")
+            return
+        if event is not None and event.get("seq") is not None:
+            self._remember(event["seq"], _Context(text, verdict if verdict and verdict.signature_ok else None,
+                                                  None, None, None, direction, False))
 
     def step(self, timeout: float = 0.1) -> None:
         """Process the next frame (or, without one, advance the timers)."""
@@ -185,12 +250,21 @@ class Checkpoint:
             if self._one_at_a_time(texts):
                 return
             self._track_view(texts, now)
-            if self._pending is None and self._visible_text and self._visible_text != self._decided_text:
-                self._start(self._visible_text, now)
-            if self._pending is not None:
-                self._advance(now)
-            else:
-                self._watch_presence(now)
+            try:
+                if self._pending is None and self._visible_text and self._visible_text != self._decided_text:
+                    self._start(self._visible_text, now)
+                if self._pending is not None:
+                    self._advance(now)
+                else:
+                    self._watch_presence(now)
+            except DriverError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one person's fault must not stop the gate
+                if self._pending is None and self._visible_text is None:
+                    # Nobody identified (the presence watch failed): nothing to
+                    # refuse, and a refusal every step would flood the journal.
+                    raise
+                self._person_fault(exc, now)
 
     def _one_at_a_time(self, texts: list[str]) -> bool:
         """Two or more different passes in view: decide nobody, open nothing,
@@ -245,6 +319,9 @@ class Checkpoint:
         ok, why = self.sampler.health()
         if not ok:
             return sensor_fault(why, mono_s=now)
+        signal = self.signal_fault(now)
+        if signal is not None:  # answering, but not measuring: no automatic entry on it
+            return sensor_fault(signal.detail, mono_s=now)
         samples = self.sampler.samples(pending.sample_from)
         newest_sample = samples[-1].mono_s if samples else None
         if now - pending.started > SAMPLE_SILENCE_S and (newest_sample is None or now - newest_sample > SAMPLE_SILENCE_S):
@@ -255,6 +332,11 @@ class Checkpoint:
         if final:
             return timed_out(samples, self.settings.temperature)
         return None
+
+    def signal_fault(self, now: float | None = None) -> SignalFault | None:
+        """A thermometer that answers but is stuck, erroring, spiky or drifting."""
+        now = self.mono() if now is None else now
+        return self.sensor_watch.fault(self.sampler.samples(), getattr(self.sampler, "bad_samples", 0), now)
 
     def _advance(self, now: float) -> None:
         pending = self._pending
@@ -382,7 +464,11 @@ class Checkpoint:
                 listener(event, decision)
             except Exception:  # noqa: BLE001 - a printer or stats hook must not stop the gate
                 log.exception("decision listener failed")
-        self.journal.actuated(event["seq"])
+        try:
+            self.journal.actuated(event["seq"])
+        except JournalWriteError as exc:  # the gate has acted; say so once the disk can write again
+            self.journal_error = str(exc)
+            self._unmarked_acts.append(event["seq"])
         if alarm and self.sync_trigger is not None:
             self.sync_trigger()  # a new fever goes to the server at once
         return event
@@ -596,6 +682,13 @@ class Checkpoint:
             self.sync_trigger()
         return case
 
+    def mark_unmarked_acts(self) -> None:
+        """After a write failure: record the acts whose `actuated()` could not be written."""
+        with self._lock:
+            while self._unmarked_acts:
+                self.journal.actuated(self._unmarked_acts[0])
+                self._unmarked_acts.pop(0)
+
     # --- health -------------------------------------------------------------------------
 
     def health(self, sync_status: dict | None = None) -> dict[str, dict]:
@@ -609,14 +702,23 @@ class Checkpoint:
             free, low = None, True
             self.journal_error = self.journal_error or str(exc)
         return {
-            "thermometer": healthmod.device(therm_ok, therm_why, "health.thermometer.fault"),
+            "thermometer": healthmod.thermometer(therm_ok, therm_why, self.signal_fault() if therm_ok else None),
             "camera": healthmod.device(cam_ok, cam_why, "health.camera.fault"),
             "disk": healthmod.disk(free, low, self.journal_error),
-            "clock": healthmod.clock(kernel_clock_synced()),
-            "registry": healthmod.registry(self.journal.registry_synced_at(), healthmod.utcnow(),
-                                           s.sync.staleness_limit_h if s.sync else None),
+            "checkpoint": healthmod.checkpoint(self._current_fault()),
+            "clock": healthmod.clock(kernel_clock_synced(), self.journal.clock_refused()),
+            "registry": healthmod.registry_status(
+                journal_staleness(self.journal, s.sync.staleness_limit_h if s.sync else None),
+                self.journal.registry_synced_at(), configured=s.sync is not None),
             "sync": healthmod.sync(s.sync is not None, self.journal.pending_count(), sync_status),
         }
+
+
+    def _current_fault(self) -> dict | None:
+        fault = self.fault
+        if fault and not fault["blocks"] and self.mono() - fault["at"] > PERSON_FAULT_SHOWN_S:
+            self.fault = fault = None
+        return fault
 
 
 _OPPOSITE = {"in": "out", "out": "in"}
@@ -722,9 +824,9 @@ class App:
         return jpeg
 
     def _run_checkpoint(self) -> None:
-        """The loop thread. A bug that escapes the loop stops the whole kiosk
-        (relay closed, exit status 70) so systemd restarts it, instead of a
-        screen that looks alive while nobody is being checked."""
+        """The loop thread. `Checkpoint.run` turns every fault into one the
+        guard sees and goes on; only what escapes even that (a bug in the
+        boundary itself) stops the kiosk (relay closed, exit status 70)."""
         try:
             self.checkpoint.run(self.stop_event)
         except BaseException as exc:
@@ -765,6 +867,7 @@ class App:
         """After a write failure: can the journal write again? (Clears the fault on screen.)"""
         try:
             self.journal.set_meta("write_probe", _iso_now())
+            self.checkpoint.mark_unmarked_acts()
         except JournalWriteError:
             return
         log.warning("journal writable again")

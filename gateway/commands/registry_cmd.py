@@ -26,7 +26,9 @@ RETENTION_HELP = (
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=DEFAULT_DB_URL, help=DB_HELP)
+    # install-registry.sh puts the server's URL in CHECKPOINT_REGISTRY_DB (/etc/checkpoint-registry/registry.env).
+    p.add_argument("--db", default=os.environ.get("CHECKPOINT_REGISTRY_DB", DEFAULT_DB_URL),
+                   help=DB_HELP + "; $CHECKPOINT_REGISTRY_DB when set")
 
 
 def _parser(sub, name: str, help: str, example: str, handler, *, changes: bool = False) -> argparse.ArgumentParser:
@@ -92,6 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=RETENTION_HELP)
     p.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
 
+    from gateway.commands.backup_cmd import register_registry_actions
+
+    register_registry_actions(actions, _parser)  # backup, restore
+
     gate = actions.add_parser("gate", help="enrol, revoke and list gates",
                               description="Enrol, revoke and list gates.",
                               epilog="example: checkpoint registry gate add --site site-1 east-1")
@@ -107,6 +113,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _parser(gate_actions, "list", "list gates as JSON lines", "checkpoint registry gate list --site site-1",
                 run_gate_list)
     p.add_argument("--site")
+    p = _parser(gate_actions, "code", "create a one-time enrolment code for a gate (checkpoint enrol)",
+                "checkpoint registry gate code --site site-1 east-1 --by 王主任", run_gate_code, changes=True)
+    p.add_argument("--site", required=True)
+    p.add_argument("--minutes", type=int, default=30, help="valid this long (default 30, at most 1440)")
+    p.add_argument("name", help="the gate's id, as in its config's [gate] id")
 
     staff = actions.add_parser("staff", help="staff accounts: roles, sites, passwords, API tokens",
                                description="Staff accounts: roles, sites, passwords and API tokens.",
@@ -361,6 +372,19 @@ def _password(args, *, required: bool) -> str | None:
     if first != getpass.getpass("again: "):
         _fail("the two passwords differ")
     return first
+
+
+def run_gate_code(args) -> int:
+    from sync.server.enrolment import create_code
+
+    try:
+        code, expires = create_code(_db(args), args.site, args.name, by=_by(args), minutes=args.minutes)
+    except ValueError as exc:
+        _fail(exc)
+    print(f"one-time code for gate {args.name} at site {args.site}, valid until {expires:%Y-%m-%d %H:%M} UTC: "
+          "on the kiosk run install-kiosk.sh --enrol-code CODE (or checkpoint enrol)", file=sys.stderr)
+    print(code)
+    return 0
 
 
 def run_staff_add(args) -> int:

@@ -19,12 +19,15 @@ lock on registry_changes), so change_seq order is commit order.
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, datetime, timezone
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, or_, select, text, tuple_
 
 from sync.server import audit
+from sync.protocol import registry_payload
 from sync.server.db import Database
 from sync.server.schema import alerts, meta, registry_changes, registry_state
 
@@ -72,6 +75,11 @@ def record_change(db: Database, conn, site_id: str, entity: str, entity_id: str,
     """Append one change and update the current state; returns its change_seq."""
     if entity not in ENTITIES:
         raise RegistryError(f"unknown entity {entity!r}; expected one of {ENTITIES}")
+    if op == "upsert":
+        try:  # the shape the kiosks read (sync.protocol), checked where it is written
+            registry_payload(entity, payload)
+        except ValidationError as exc:
+            raise RegistryError(f"{entity} {entity_id}: {exc.errors()[0]['msg']}") from None
     if db.is_postgres:
         conn.execute(text("LOCK TABLE registry_changes IN SHARE ROW EXCLUSIVE MODE"))
     body = json.dumps(payload, ensure_ascii=False, sort_keys=True) if payload is not None else None
@@ -335,6 +343,8 @@ def acknowledge_alert(db: Database, alert_id: int, by: str, *, site_id: str | No
 
 def _alert_dict(row) -> dict:
     data = dict(row._mapping)
+    if data.get("body_c") is not None and not math.isfinite(data["body_c"]):
+        data["body_c"] = None  # stored before input was checked: never a 500 for the whole list
     data["event_time"] = datetime.fromtimestamp(data.pop("event_time_ns") / 1e9, timezone.utc).isoformat()
     for key in ("received_at", "acknowledged_at", "closed_at"):
         value = data.get(key)

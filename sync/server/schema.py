@@ -440,6 +440,26 @@ def _v1(db: Database, conn) -> None:
     conn.execute(text("CREATE INDEX ix_events_unanchored ON events (boot_id) WHERE time_source = 'unknown'"))
 
 
+enrol_codes = Table(
+    "enrol_codes",
+    MetaData(),  # created by its migration, not by _v1's create_all
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("site_id", String(64), nullable=False),
+    Column("gate_name", String(64), nullable=False),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("used_at", Timestamp),
+)
+
+
+def _v_deploy_enrol_codes(db: Database, conn) -> None:
+    """One-time enrolment codes (sync.server.enrolment)."""
+    enrol_codes.create(conn)
+
+
+
 def _v_reg_staff_accounts(db: Database, conn) -> None:
     """Staff roles, site scopes, street offices, password sessions, login
     throttling, the audit log and staff follow-ups of fever alerts.
@@ -497,7 +517,7 @@ def _v_fever_alert_cases(db: Database, conn) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_alerts_case ON alerts (site_id, case_id)"))
 
 
-MIGRATIONS = [_v1, _v_street_outbox, _v_fever_alert_cases, _v_reg_staff_accounts, _v_reg_people_registry]
+MIGRATIONS = [_v1, _v_street_outbox, _v_fever_alert_cases, _v_reg_staff_accounts, _v_reg_people_registry, _v_deploy_enrol_codes]
 
 
 def migrate(db: Database) -> int:

@@ -3,7 +3,7 @@
 let state = window.INITIAL;
 let noticeTimer = null;
 let lastNoticeAt = null;
-const HEALTH_ORDER = ["thermometer", "camera", "disk", "clock", "registry", "sync"];
+const HEALTH_ORDER = ["thermometer", "camera", "disk", "checkpoint", "clock", "registry", "sync"];
 
 function decisionWord(cur) {
   if (cur.kind === "override") return t("opened");  // the gate is open: never a red FEVER over it
