@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
