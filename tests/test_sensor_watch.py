@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from gateway.config import TemperatureSettings
 from gateway.sensor_watch import ThermometerWatch, frozen, ramp, spikes

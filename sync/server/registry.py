@@ -342,9 +342,10 @@ def acknowledge_alert(db: Database, alert_id: int, by: str, *, site_id: str | No
 
 
 def _alert_dict(row) -> dict:
-    data = dict(row._mapping)
-    if data.get("body_c") is not None and not math.isfinite(data["body_c"]):
-        data["body_c"] = None  # stored before input was checked: never a 500 for the whole list
+    # A reading stored before input was checked (NaN, Infinity; body_c, max_c,
+    # clinical_c) is shown as unknown: never a 500 for the whole list.
+    data = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+            for key, value in row._mapping.items()}
     data["event_time"] = datetime.fromtimestamp(data.pop("event_time_ns") / 1e9, timezone.utc).isoformat()
     for key in ("received_at", "acknowledged_at", "closed_at"):
         value = data.get(key)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -83,15 +82,9 @@ def daily_report(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) ->
         "gates": [{"gate": name, **counts} for name, counts in sorted(per_gate.items())],
         # One entry per fever case: its first reading's time, the highest reading, how many,
         # the clinical reading, and how the gate closed it (outcome, operator, note).
-        "fevers": [{**_finite_readings(case), "decision": case["outcome"] or case["status"]} for case in fevers],
+        "fevers": [{**case, "decision": case["outcome"] or case["status"]} for case in fevers],
         "events_with_unknown_time": unknown,
     }
-
-
-def _finite_readings(case: dict) -> dict:
-    """A NaN stored before input was checked must never break the whole report."""
-    return {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
-            for key, value in case.items()}
 
 
 def report_csv(report: dict) -> str:

@@ -125,7 +125,7 @@ def test_every_payload_the_server_writes_fits_the_shared_models(tmp_path):
     from sync.server.schema import migrate
     migrate(db)
     registry.add_person(db, "s1", "p1", name="张三", unit="1-101", observation_until=date(2026, 3, 1), risk="red")
-    registry.set_observation(db, "s1", "p1", None, reason="观察期满")  # changing an end date needs a reason
+    registry.set_observation(db, "s1", "p1", None, reason="隔离期满")
     registry.revoke_pass(db, "s1", "ps-1", "lost")
     registry.add_key(db, "s1", generate_keypair()[1].decode())
     registry.set_policy(db, "s1", {"version": 2, "enforcement": "hard"})

@@ -18,24 +18,9 @@ from sync.server.sites import add_site
 from tests.registry.conftest import PASSPHRASE
 from tests.sync.sync_harness import ServerThread
 
-pytestmark = pytest.mark.browser
+pytestmark = pytest.mark.browser  # `browser`: the one Chromium of tests/conftest.py
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse 1"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/setup --dev installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

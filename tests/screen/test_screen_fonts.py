@@ -26,7 +26,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
+from tests.conftest import CHROMIUM
 FONT_FILE = re.compile(r"\.(ttc|otf|ttf)$")
 
 

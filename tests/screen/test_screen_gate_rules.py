@@ -9,27 +9,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.screen.test_screen_browser import CHROMIUM, shot, sign_in
+from tests.screen.test_screen_browser import shot, sign_in
 from tests.screen.test_screen_layout import assert_no_vertical_scroll, boxes_outside
 
 pytestmark = pytest.mark.browser
 BEIJING = timezone(timedelta(hours=8))
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from pathlib import Path
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/setup --dev installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

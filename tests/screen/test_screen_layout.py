@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.screen.test_screen_browser import CHROMIUM, SHOTS, scan, sign_in  # noqa: F401 (browser fixture below)
+from tests.screen.test_screen_browser import SHOTS, scan, sign_in  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -25,20 +25,6 @@ MUST_SEE = ["#decision", "#decision-word", ".reading-box", "#reading-body", "nav
             "#count-flagged", "#health", ".recent-panel", ".rules-bar", "#operator-name"]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from pathlib import Path
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/setup --dev installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        yield browser
-        browser.close()
 
 
 def boxes_outside(page, selectors: list[str]) -> dict[str, dict]:

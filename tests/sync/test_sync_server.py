@@ -229,7 +229,7 @@ def test_staff_changes_are_checked(env):
 
 
 def test_issuer_key_is_published_under_its_kid(env):
-    from gateway.passes import generate_keypair, key_id, load_public_key
+    from gateway.passes import generate_keypair
 
     client, staff = env["client"], env["staff"]
     _private, public = generate_keypair()
