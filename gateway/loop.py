@@ -178,22 +178,29 @@ class Checkpoint:
     # --- the loop ---------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """The fault boundary: nothing that goes wrong in a step stops the gate."""
+        """The loop thread of a kiosk: steps until `stop`, pausing briefly after a failed step."""
         while not stop.is_set():
-            try:
-                self.step()
-            except DriverError as exc:  # a device failed mid-step: the health tick shows it
-                log.debug("step: %s", exc)
+            if not self.step_guarded():
                 stop.wait(0.1)
-            except Exception as exc:  # noqa: BLE001 - the relay stays closed; the guard sees why
-                self._note_fault(exc, blocks=True)
-                stop.wait(0.1)
-            else:
-                if self.fault and self.fault["blocks"]:
-                    log.warning("the checkpoint loop runs again after: %s", self.fault["detail"])
-                    self.fault = None
-            if self.heartbeat is not None:  # the loop turned: the watchdog may ping
-                self.heartbeat()
+
+    def step_guarded(self, timeout: float = 0.1) -> bool:
+        """One `step` inside the fault boundary: nothing that goes wrong in a step
+        stops the gate. False when the step failed (the guard sees why)."""
+        ok = False
+        try:
+            self.step(timeout)
+            ok = True
+        except DriverError as exc:  # a device failed mid-step: the health tick shows it
+            log.debug("step: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - the relay stays closed; the guard sees why
+            self._note_fault(exc, blocks=True)
+        else:
+            if self.fault and self.fault["blocks"]:
+                log.warning("the checkpoint loop runs again after: %s", self.fault["detail"])
+                self.fault = None
+        if self.heartbeat is not None:  # the loop turned: the watchdog may ping
+            self.heartbeat()
+        return ok
 
     def _note_fault(self, exc: BaseException, *, blocks: bool, who: str | None = None) -> None:
         detail = (f"{who}: " if who else "") + f"{type(exc).__name__}: {exc}"[:300]
@@ -750,6 +757,9 @@ class App:
     _jpeg: tuple[int, bytes | None] = (0, None)
     _started: bool = False
     failed: BaseException | None = None  # set when the loop thread died of a bug
+    # True: no camera, sampler or loop thread; `gateway.stepped.SteppedGate`
+    # advances the injected clock and calls them (simulate, loop tests).
+    stepped: bool = False
 
     def start(self) -> "App":
         """Start devices, the loop, housekeeping and sync; the relay is closed first."""
@@ -757,9 +767,10 @@ class App:
             return self
         self._started = True
         self.hardware.outputs.close_gate()
-        self.hardware.camera.start()
-        self.sampler.start()
-        self._spawn("checkpoint", self._run_checkpoint)
+        if not self.stepped:  # a stepped run (gateway.stepped) drives camera, sampler and loop itself
+            self.hardware.camera.start()
+            self.sampler.start()
+            self._spawn("checkpoint", self._run_checkpoint)
         self._spawn("housekeeping", self._housekeeping)
         if self.sync_worker is not None:
             self.sync_worker.start()
@@ -883,11 +894,12 @@ class App:
         self.state.policy.update(enforcement=policy.enforcement, visitor_mode=policy.visitor_mode)
 
 
-def build_hardware(settings: Settings):
-    """The devices the config names (drivers.hardware decides real or fake, by name)."""
+def build_hardware(settings: Settings, mono: Callable[[], float] | None = None):
+    """The devices the config names (drivers.hardware decides real or fake, by name);
+    fake devices run on `mono` when given."""
     from drivers.hardware import build_hardware as build
 
-    return build(settings)
+    return build(settings, clock=mono) if mono is not None else build(settings)
 
 
 def start_sync(settings: Settings, journal: Journal):
@@ -902,8 +914,14 @@ def start_sync(settings: Settings, journal: Journal):
     return SyncWorker(journal, settings)
 
 
-def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: bool = True) -> App:
+def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: bool = True,
+              mono: Callable[[], float] | None = None, stepped: bool = False) -> App:
     """Wire one kiosk: journal, devices, loop, guard screen, sync. Nothing runs until `start()`.
+
+    `clock` is the journal's (wall time, boot id); `mono` is the one monotonic
+    clock of the per-person loop, the beam, the sampler and the fake devices
+    (default `time.monotonic`; a `SimClock` in a stepped run). `stepped`: the
+    caller drives camera, sampler and loop (`gateway.stepped.SteppedGate`).
 
     Raises PassKeyError for unreadable issuer keys and JournalWriteError when
     the journal cannot be opened for writing (both are start-up failures).
@@ -920,12 +938,14 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     if interrupted:
         log.warning("decision %s was interrupted by a crash before the gate acted; logged as seq %s",
                     interrupted["detail"]["seq"], interrupted["seq"])
-    hardware = hardware or build_hardware(settings)
+    hardware = hardware or build_hardware(settings, mono)
+    mono = mono or time.monotonic
     hardware.outputs.close_gate()  # a reboot never leaves the gate open
     keys = load_keys(settings, journal)
     policy = current_policy(settings, journal)
     t = settings.temperature
-    sampler = ThermometerSampler(hardware.thermometer, hz=t.sample_hz, keep_s=max(10.0, t.reading_timeout_s + 2))
+    sampler = ThermometerSampler(hardware.thermometer, hz=t.sample_hz, keep_s=max(10.0, t.reading_timeout_s + 2),
+                                 clock=mono)
     state = ScreenState(
         gate={"id": settings.gate.id, "name": settings.gate.name or settings.gate.id, "site": settings.gate.site,
               "direction": settings.gate.direction, "threshold_c": t.threshold_c,
@@ -938,17 +958,17 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     checkpoint = Checkpoint(
         settings=settings_under(policy, settings), journal=journal, camera=hardware.camera, sampler=sampler,
         scanner=Scanner(settings.qr.backend), outputs=hardware.outputs, state=state, keys=keys, policy=policy,
-        sync_trigger=getattr(sync_worker, "trigger", None),
+        sync_trigger=getattr(sync_worker, "trigger", None), mono=mono,
     )
     checkpoint.fever.restore()
     actions = GuardActions(journal=journal, state=state, control=checkpoint, gate_id=settings.gate.id,
                            pin=settings.screen.pin, threshold_c=t.threshold_c,
                            visitor_mode=lambda: checkpoint.policy.visitor_mode)
     checkpoint.beam = PassThroughBeam.from_settings(settings.outputs, hardware.outputs, checkpoint.log_tailgate,
-                                                    pin_factory=hardware.outputs.relay.pin_factory)
+                                                    pin_factory=hardware.outputs.relay.pin_factory, mono=mono)
     actions.restore_shift()
     app = App(settings=settings, journal=journal, hardware=hardware, sampler=sampler, checkpoint=checkpoint,
-              state=state, actions=actions, screen=None, sync_worker=sync_worker)
+              state=state, actions=actions, screen=None, sync_worker=sync_worker, stepped=stepped)
     app.gate_watch = GateRulesWatch(settings=settings, journal=journal, state=state, checkpoint=checkpoint,
                                     actions=actions, sync_trigger=getattr(sync_worker, "trigger", None))
     app.screen = create_app(ScreenDeps(state=state, actions=actions, pin=settings.screen.pin,
