@@ -239,7 +239,8 @@ class Checkpoint:
             return
         if event is not None and event.get("seq") is not None:
             self._remember(event["seq"], _Context(text, verdict if verdict and verdict.signature_ok else None,
-                                                  None, None, None, direction, False))
+                                                  None, None, None, direction, False,
+                                                  kind=verdict.kind if verdict else None, decided_at=now))
 
     def step(self, timeout: float = 0.1) -> None:
         """Process the next frame (or, without one, advance the timers)."""
@@ -760,6 +761,8 @@ class App:
     # True: no camera, sampler or loop thread; `gateway.stepped.SteppedGate`
     # advances the injected clock and calls them (simulate, loop tests).
     stepped: bool = False
+    _turn_go: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    _turn_done: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
     def start(self) -> "App":
         """Start devices, the loop, housekeeping and sync; the relay is closed first."""
@@ -854,7 +857,7 @@ class App:
         """Once a second: health and expiry. Every 30 s: counts, keys and policy. Hourly: purge."""
         health_log = healthmod.HealthLog()
         tick = 0
-        while not self.stop_event.wait(1.0 if tick else 0.0):
+        while not self._housekeeping_wait(tick):
             self.state.expire()
             status = _quietly(self.sync_worker.status) if self.sync_worker is not None else None
             health = self.checkpoint.health(status)
@@ -870,6 +873,29 @@ class App:
             if tick % 3600 == 1800:
                 _quietly(self.journal.purge)
             tick += 1
+
+    def _housekeeping_wait(self, tick: int) -> bool:
+        """Until the next housekeeping tick; True to stop. Threaded: one second of
+        real time. Stepped: the stepping thread's `housekeeping_turn()` (once per
+        simulated second), which waits for the tick to finish, so the health panel
+        and registry refresh happen at the same simulated moments at every speed."""
+        if not self.stepped:
+            return self.stop_event.wait(1.0 if tick else 0.0)
+        if tick:
+            self._turn_done.release()
+        while not self._turn_go.acquire(timeout=0.2):
+            if self.stop_event.is_set():
+                return True
+        return self.stop_event.is_set()
+
+    def housekeeping_turn(self) -> None:
+        """Stepped runs: let the housekeeping thread run one tick, and wait for it."""
+        if not self._started or self.stop_event.is_set():
+            return
+        self._turn_go.release()
+        while not self._turn_done.acquire(timeout=0.2):
+            if self.stop_event.is_set():
+                return
 
     def probe_journal(self) -> None:
         """After a write failure: can the journal write again? (Clears the fault on screen.)"""

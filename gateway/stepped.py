@@ -13,8 +13,9 @@ runs it, and after each frame steps the loop once inside its fault boundary
   can), with the same decisions at every speed: the same events happen at the
   same simulated times, in the same order.
 
-Housekeeping (health, registry refresh, staffing) still runs on its own
-thread in wall time: it shows state, it does not decide anyone.
+Housekeeping (health, registry refresh, staffing) keeps its own thread, but
+takes its turn once a simulated second (`App.housekeeping_turn`) while the
+stepping thread waits.
 
     clock = SimClock()
     app = build_app(settings, mono=clock, stepped=True)
@@ -44,6 +45,7 @@ class SteppedGate:
         now = clock.now()
         self._next_frame = now
         self._next_sample = now
+        self._next_housekeeping = now
         self._sim_start = now
         self._wall_start = time.monotonic()
         self.steps = 0
@@ -58,6 +60,9 @@ class SteppedGate:
             self.app.sampler.sample_once()
             self._next_sample += self.sample_s
         self.app.hardware.outputs.tick()
+        if self._next_housekeeping <= moment:  # health, registry refresh: once a simulated second
+            self.app.housekeeping_turn()
+            self._next_housekeeping += 1.0
         if self._next_frame <= moment:
             self.app.hardware.camera.tick()
             self._next_frame += self.frame_s
