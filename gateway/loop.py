@@ -32,6 +32,16 @@ the gate and is logged with the operator and the reason.
 shows on the health panel, and the loop goes on; a fault in every step
 pauses automatic entry until a step succeeds again. A thermometer that
 answers but is stuck, spiky or drifting is caught by `sensor_watch`.
+
+Every timer of the per-person path (view gone, presence, reading timeout,
+sample silence, the manual-open window, the beam) reads one injected
+monotonic clock, `Checkpoint.mono`; `build_app(mono=...)` hands the same
+clock to the sampler and the fake devices. On a gate it is `time.monotonic`
+and threads run the loop; `checkpoint simulate` and the loop tests build the
+app with `stepped=True` and a `gateway.sim_clock.SimClock`, and
+`gateway.stepped.SteppedGate` steps it. The guard's actions live in
+`gateway/guard_actions.py`, the screen's view of a decision in
+`gateway/screen/decision_view.py`.
 """
 
 from __future__ import annotations
