@@ -661,8 +661,8 @@ class App:
             return
         self._turn_go.release()
         while not self._turn_done.acquire(timeout=0.2):
-            if self.stop_event.is_set():
-                return
+            if self.stop_event.is_set() or not any(t.name == "housekeeping" and t.is_alive() for t in self._threads):
+                return  # stopping, or housekeeping died of a bug: the loop must not wait for it forever
 
     def probe_journal(self) -> None:
         """After a write failure: can the journal write again? (Clears the fault on screen.)"""
