@@ -55,14 +55,14 @@ def keys(tmp_path):
 
 
 def test_speed_changes_the_pace_not_the_decisions(tmp_path, keys):
-    scenario = rush(tmp_path, 4)
+    scenario = rush(tmp_path, 2)  # small: --speed 1 takes the scenario's own length in real time
     slow, slow_wall = simulate(tmp_path, scenario, 1, "speed-1")
-    fast, fast_wall = simulate(tmp_path, scenario, 100, "speed-100")
-    assert len(slow) == 4 and [d["decision"] for d in slow] == ["admit"] * 4
-    assert fast == slow
-    # At --speed 1 the scenario takes its simulated length in real time: 4 people
-    # need at least 4 x (1 s walk + 1.3 s gone); at --speed 100 it does not.
-    assert slow_wall > 4 * 2.3 > fast_wall
+    fast, _ = simulate(tmp_path, scenario, 100, "speed-100")
+    assert [d["decision"] for d in slow] == ["admit", "admit"]
+    assert fast == slow  # every field but seq and time, the readings included
+    # At --speed 1 the simulated clock keeps pace with the wall clock: each
+    # person takes at least a 1 s walk and 1.3 s of nobody in view.
+    assert slow_wall > 2 * 2.3
 
 
 @pytest.mark.slow  # about 20-40 s on a quiet machine, plus 50 s at --speed 1
