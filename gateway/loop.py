@@ -206,9 +206,9 @@ class Checkpoint(GuardControl):
             log.exception("could not log the refusal after a fault")
             return
         if event is not None and event.get("seq") is not None:
-            self._remember(event["seq"], _Context(text, verdict if verdict and verdict.signature_ok else None,
-                                                  None, None, None, direction, False,
-                                                  kind=verdict.kind if verdict else None, decided_at=now))
+            known = verdict if verdict and verdict.signature_ok else None
+            self._remember(event["seq"], _Context(text, known, None, None, None, direction, False,
+                                                  kind=known.kind if known else None, decided_at=now))
 
     def step(self, timeout: float = 0.1) -> None:
         """Process the next frame (or, without one, advance the timers)."""
