@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
@@ -83,6 +84,13 @@ class Camera:
         self.reopens = 0
         self.error: CameraUnavailable | None = CameraUnavailable(f"{source.name}: not started")
         self._in_outage = False
+        # `tick()` (a stepped run on an injected clock, no thread) keeps the
+        # capture thread's state here between calls.
+        self._tick_open = False
+        self._tick_retry_at = float("-inf")
+        self._tick_backoff = self.backoff_min_s
+        self._tick_last_new = 0.0
+        self._tick_previous: np.ndarray | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.source.name} seq={self._seq} dropped={self.dropped}>"
@@ -192,6 +200,42 @@ class Camera:
             self._set_error(reason, cause)
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self.backoff_max_s)
+
+    def tick(self) -> None:
+        """One capture without the thread, for a stepped run on an injected clock
+        (`gateway.stepped`): the same newest-frame, watchdog and reopen rules as
+        `_run`, one frame per call. Call it once per frame period."""
+        now = self._clock()
+        if not self._tick_open:
+            if now < self._tick_retry_at:
+                return
+            try:
+                self.source.open()
+            except Exception as exc:  # noqa: BLE001 - any open failure is "camera unavailable"
+                self._set_error(f"cannot open ({type(exc).__name__})", exc)
+                self._tick_retry_at = now + self._tick_backoff
+                self._tick_backoff = min(self._tick_backoff * 2, self.backoff_max_s)
+                return
+            self._tick_open, self._tick_last_new, self._tick_previous = True, now, None
+        try:
+            image = self.source.read()
+        except Exception:  # noqa: BLE001 - a driver error is a failed read
+            image = None
+        if image is not None and not _same_image(self._tick_previous, image):
+            self._tick_previous, self._tick_last_new, self._tick_backoff = image, now, self.backoff_min_s
+            self._publish(image, now)
+            return
+        if now - self._tick_last_new > self.stale_after_s:
+            what = "no frames" if image is None else "the same frame"
+            try:
+                self.source.close()
+            except Exception:  # noqa: BLE001
+                log.debug("closing %s failed", self.source.name, exc_info=True)
+            self._tick_open = False
+            self.reopens += 1
+            self._set_error(f"{what} for {self.stale_after_s:g} s (unplugged?)")
+            self._tick_retry_at = now + self._tick_backoff
+            self._tick_backoff = min(self._tick_backoff * 2, self.backoff_max_s)
 
     def _capture_until_stale(self) -> tuple[str, BaseException | None, bool]:
         last_new = self._clock()
@@ -322,6 +366,16 @@ def open_camera(settings_camera) -> Camera:
     return Camera(source, stale_after_s=c.stale_after_s)
 
 
+def _same_image(previous: np.ndarray | None, image: np.ndarray) -> bool:
+    """The very same frame again (a camera unplugged under OpenCV)? A coarse
+    grid first: comparing every pixel of every frame is most of a stepped run's cost."""
+    if previous is None or previous.shape != image.shape:
+        return False
+    if previous is image:
+        return True
+    return np.array_equal(previous[::16, ::16], image[::16, ::16]) and np.array_equal(previous, image)
+
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -336,8 +390,17 @@ class FakeSource:
 
     VARIANTS = 4
 
-    def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0, seed: int = 0, hard: bool = False):
+    def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0, seed: int = 0, hard: bool = False,
+                 clock: Callable[[], float] = time.monotonic):
         self.width, self.height, self.fps, self.seed, self.hard = width, height, fps, seed, hard
+        self._clock = clock
+        # A stepped run (`FakeCamera.tick`, on a simulated clock) is paced by
+        # its caller, so `read()` never sleeps, and it renders each scene once:
+        # the same pass looks the same at every arrival, and the noise variants
+        # are one-pixel changes of one render. A 500-person morning then costs
+        # a few renders, not a thousand (a render is ~0.1 s of CPU).
+        self.stepped = False
+        self._renders: dict[object, np.ndarray] = {}
         self.name = "fake camera"
         self._lock = threading.Lock()
         self._text: str | None = None
@@ -393,7 +456,7 @@ class FakeSource:
             if self._unplugged or self._frozen:
                 raise CameraUnavailable("fake camera: no device (unplugged)")
             self.opened = True
-            self._next_at = time.monotonic()
+            self._next_at = self._clock()
 
     def close(self) -> None:
         with self._lock:
@@ -401,10 +464,11 @@ class FakeSource:
             self._release_video()
 
     def read(self) -> np.ndarray | None:
-        delay = self._next_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        self._next_at = max(self._next_at + 1.0 / self.fps, time.monotonic() - 1.0 / self.fps)
+        if not self.stepped:
+            delay = self._next_at - self._clock()
+            if delay > 0:
+                time.sleep(delay)
+            self._next_at = max(self._next_at + 1.0 / self.fps, self._clock() - 1.0 / self.fps)
         with self._lock:
             if self._frozen and self._last is not None:
                 return self._last  # exactly what OpenCV hands back after an unplug
@@ -417,6 +481,8 @@ class FakeSource:
 
     def _scene_frame(self) -> np.ndarray:
         k = self._count % self.VARIANTS
+        if k not in self._cache and self.stepped:
+            self._cache[k] = self._stepped_variant(k)
         if k not in self._cache:
             texts = self._text if isinstance(self._text, tuple) else (self._text,)
             width = self.width // len(texts)
@@ -432,6 +498,27 @@ class FakeSource:
             image.setflags(write=False)
             self._cache[k] = image
         return self._cache[k]
+
+    def _stepped_variant(self, k: int) -> np.ndarray:
+        key = self._text
+        base = self._renders.get(key)
+        if base is None:
+            texts = self._text if isinstance(self._text, tuple) else (self._text,)
+            seed = self.seed * 1000 + zlib.crc32(repr(key).encode()) % 100_000
+            width = self.width // len(texts)
+            images = [render_frame(text, width, self.height, seed=seed + 7919 * i, scene_seed=self.seed,
+                                   noise_seed=0, hard=self.hard) for i, text in enumerate(texts)]
+            base = np.hstack(images) if len(images) > 1 else images[0]
+            base.setflags(write=False)
+            if len(self._renders) >= 16:  # a long scenario shows many passes: keep the newest few
+                self._renders.pop(next(iter(self._renders)))
+            self._renders[key] = base
+        if k == 0:
+            return base
+        image = base.copy()
+        image[0, 16 * k] ^= 1  # a frame that differs (on _same_image's sampling grid), as sensor noise makes it differ on a real camera
+        image.setflags(write=False)
+        return image
 
     def _noisy(self, image: np.ndarray, k: int) -> np.ndarray:
         """A still image with a little noise, so a replayed photo is not a stale frame."""
@@ -495,9 +582,14 @@ class FakeCamera(Camera):
         hard: bool = False,
         stale_after_s: float = 2.0,
         reopen_backoff_s: tuple[float, float] = (0.25, 8.0),
+        clock: Callable[[], float] = time.monotonic,
     ):
-        self.fake = FakeSource(width, height, fps, seed, hard)
-        super().__init__(self.fake, stale_after_s=stale_after_s, reopen_backoff_s=reopen_backoff_s)
+        self.fake = FakeSource(width, height, fps, seed, hard, clock=clock)
+        super().__init__(self.fake, stale_after_s=stale_after_s, reopen_backoff_s=reopen_backoff_s, clock=clock)
+
+    def tick(self) -> None:
+        self.fake.stepped = True  # the caller paces a stepped run
+        super().tick()
 
     def show(self, text: str | Sequence[str] | None) -> None:
         self.fake.show(text)

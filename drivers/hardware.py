@@ -16,6 +16,7 @@ it through `health()` and recover on their own.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from drivers.camera import Camera, FakeCamera, open_camera
@@ -51,22 +52,23 @@ class Hardware:
         self.close()
 
 
-def build_hardware(settings) -> Hardware:
+def build_hardware(settings, *, clock=None) -> Hardware:
+    """`clock`: the fake devices' monotonic clock (a `gateway.sim_clock.SimClock` in a stepped run)."""
     kind = settings.hardware.kind
     if kind == "fake":
-        return _build_fake(settings)
+        return _build_fake(settings, clock or time.monotonic)
     if kind == "pi":
         return _build_pi(settings)
     raise DriverError(f"hardware.kind = {kind!r}: expected 'fake' or 'pi'")
 
 
-def _build_fake(settings) -> Hardware:
+def _build_fake(settings, clock=time.monotonic) -> Hardware:
     from gpiozero.pins.mock import MockFactory
 
     t, c = settings.thermometer, settings.camera
-    outputs = GateOutputs(settings.outputs, pin_factory=MockFactory())
-    thermometer = FakeThermometer(address=t.address, retries=t.retries)
-    camera = FakeCamera(c.width, c.height, c.fps, stale_after_s=c.stale_after_s)
+    outputs = GateOutputs(settings.outputs, pin_factory=MockFactory(), clock=clock)
+    thermometer = FakeThermometer(address=t.address, retries=t.retries, clock=clock)
+    camera = FakeCamera(c.width, c.height, c.fps, stale_after_s=c.stale_after_s, clock=clock)
     return Hardware("fake", thermometer, camera, outputs)
 
 

@@ -20,6 +20,7 @@ import logging
 import signal as signals
 import threading
 import time
+from typing import Callable
 from dataclasses import dataclass
 
 from gpiozero import LED, Buzzer, DigitalOutputDevice, GPIOZeroError
@@ -54,8 +55,13 @@ SIGNALS = tuple(BEEPS)
 class GateOutputs:
     """The gate's outputs from `[outputs]` settings; `pin_factory=None` = gpiozero's default."""
 
-    def __init__(self, settings, pin_factory=None):
+    def __init__(self, settings, pin_factory=None, clock: Callable[[], float] = time.monotonic):
         self.settings = settings
+        self._clock = clock
+        # Stepped (a simulation on an injected clock, gateway.stepped): the relay
+        # closes in `tick()` once `clock` passes the opening's end, instead of
+        # gpiozero timing it in real time. Lights and buzzer still blink in real time.
+        self.stepped = False
         self._lock = threading.RLock()
         self._open_until = 0.0
         self._closed = False
@@ -111,10 +117,20 @@ class GateOutputs:
         if not seconds > 0:
             raise ValueError(f"open_for needs a positive duration, got {seconds!r}")
         with self._gpio(f"opening the gate (GPIO{self.settings.relay_pin})"):
-            now = time.monotonic()
+            now = self._clock()
             until = max(now + seconds, self._open_until if self.is_open else 0.0)
             self._open_until = until
-            self.relay.blink(on_time=until - now, off_time=0, n=1, background=True)
+            if self.stepped:
+                self.relay.on()
+            else:
+                self.relay.blink(on_time=until - now, off_time=0, n=1, background=True)
+
+    def tick(self) -> None:
+        """A stepped run: close the relay once the opening's time is over on the injected clock."""
+        if self.stepped and self._open_until and self._clock() >= self._open_until:
+            with self._gpio(f"closing the gate (GPIO{self.settings.relay_pin})"):
+                self._open_until = 0.0
+                self.relay.off()
 
     def close_gate(self) -> None:
         """Close the gate now (cancels a pending opening)."""

@@ -145,6 +145,20 @@ class Scanner:
         self._unchanged = 0
         self.decoded = 0
         self.skipped = 0
+        # The last few frames' thumbnails, by identity: a fake camera in a
+        # stepped simulation cycles a few read-only frame objects per scene,
+        # and making their thumbnails is most of the cost of a skipped frame.
+        # A real camera hands over a new array each time and never hits it.
+        self._thumbs: list[tuple[Any, np.ndarray | None]] = []
+
+    def _cached_thumbnail(self, image: Any) -> np.ndarray | None:
+        for seen, thumb in self._thumbs:
+            if seen is image:
+                return thumb
+        thumb = self._thumbnail(image)
+        if isinstance(image, np.ndarray) and not image.flags.writeable:  # a writable frame may change under us
+            self._thumbs = [(image, thumb), *self._thumbs[:3]]
+        return thumb
 
     def _thumbnail(self, image: Any) -> np.ndarray | None:
         if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
@@ -178,7 +192,7 @@ class Scanner:
 
     def scan(self, image: Any) -> list[str] | None:
         """Texts in `image`, or None when it was skipped as unchanged."""
-        thumb = self._thumbnail(image)
+        thumb = self._cached_thumbnail(image)
         if thumb is None:
             return []
         if self._unchanged + 1 < self.rescan_every and not self.changed(thumb):

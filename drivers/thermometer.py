@@ -268,8 +268,9 @@ class FakeThermometer(MLX90614Thermometer):
         retries: int = 3,
         settle_s: float = 0.0,
         backoff_s: float = 0.001,
+        clock: Callable[[], float] = time.monotonic,
     ):
-        self.bus = FakeMLX90614Bus(object_c, ambient_c, address=address, settle_s=settle_s)
+        self.bus = FakeMLX90614Bus(object_c, ambient_c, address=address, settle_s=settle_s, clock=clock)
         super().__init__(self.bus, address, retries, backoff_s=backoff_s)
 
     def set(self, object_c: float, ambient_c: float | None = None) -> None:

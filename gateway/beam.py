@@ -37,14 +37,15 @@ class PassThroughBeam:
         device.when_activated = self._broken
 
     @classmethod
-    def from_settings(cls, outputs_settings, outputs, on_tailgate, pin_factory=None) -> "PassThroughBeam | None":
+    def from_settings(cls, outputs_settings, outputs, on_tailgate, pin_factory=None,
+                      mono: Callable[[], float] = time.monotonic) -> "PassThroughBeam | None":
         """The beam on `[outputs] beam_pin`, or None when none is wired."""
         if outputs_settings.beam_pin is None:
             return None
         from gpiozero import DigitalInputDevice
 
         device = DigitalInputDevice(outputs_settings.beam_pin, pull_up=True, pin_factory=pin_factory)
-        return cls(device, outputs, on_tailgate)
+        return cls(device, outputs, on_tailgate, mono)
 
     def opened(self, open_s: float) -> None:
         """The gate just opened for one person."""

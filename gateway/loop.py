@@ -32,6 +32,16 @@ the gate and is logged with the operator and the reason.
 shows on the health panel, and the loop goes on; a fault in every step
 pauses automatic entry until a step succeeds again. A thermometer that
 answers but is stuck, spiky or drifting is caught by `sensor_watch`.
+
+Every timer of the per-person path (view gone, presence, reading timeout,
+sample silence, the manual-open window, the beam) reads one injected
+monotonic clock, `Checkpoint.mono`; `build_app(mono=...)` hands the same
+clock to the sampler and the fake devices. On a gate it is `time.monotonic`
+and threads run the loop; `checkpoint simulate` and the loop tests build the
+app with `stepped=True` and a `gateway.sim_clock.SimClock`, and
+`gateway.stepped.SteppedGate` steps it. The guard's actions live in
+`gateway/guard_actions.py`, the screen's view of a decision in
+`gateway/screen/decision_view.py`.
 """
 
 from __future__ import annotations
@@ -46,32 +56,30 @@ from typing import Any, Callable
 
 from drivers.errors import DriverError
 from gateway import health as healthmod
-from gateway import messages
 from gateway.clock import kernel_clock_synced
 from gateway.config import Settings
+from gateway.devices import Beam, CodeScanner, FrameCamera, GateOutputs, SampleSource
 from gateway.decision import (
     Decision,
     GateMoment,
-    Override,
-    RegistryEntry,
-    VisitorRegistration,
     crowd_decision,
     decide,
-    tailgate_decision,
 )
 from gateway.fever_flow import FeverFlow, decision_subject
+from gateway.guard_actions import GuardControl, OverrideRefused  # noqa: F401 - OverrideRefused: re-exported
+from gateway.person_state import _Context, _Pending
 from gateway.journal import Journal, JournalWriteError
 from gateway.override_target import WINDOW_S as OVERRIDE_WINDOW_S
-from gateway.override_target import refusal as override_refusal
-from gateway.passes import PassVerdict, verify
+from gateway.passes import verify
 from gateway.policy import Policy
 from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale, settings_under
+from gateway.screen.decision_view import decision_view
 from gateway.screen.history import counts_today, restore_screen
 from gateway.sensor_watch import SignalFault, ThermometerWatch
 from gateway.staleness import journal_staleness
 from gateway.screen.state import ScreenState
-from gateway.thermometry import Reading, is_fever, remeasure, sensor_fault, stable_reading, timed_out
-from gateway.vehicles import VehicleException, decide_vehicle, plate_from_pass_id
+from gateway.thermometry import Reading, remeasure, sensor_fault, stable_reading, timed_out
+from gateway.vehicles import plate_from_pass_id
 
 log = logging.getLogger(__name__)
 
@@ -82,56 +90,16 @@ PERSON_FAULT_SHOWN_S = 300.0  # a fault in one person's path stays on the health
 
 
 @dataclass
-class _Pending:
-    """A person being measured: their pass (if any) and when it was first seen."""
-
-    text: str | None
-    verdict: PassVerdict | None
-    started: float
-    direction: str
-    entry: RegistryEntry | None
-    health_code: str | None
-    sample_from: float
-    remeasure_of: int | None = None
-    first_reading: Reading | None = None
-    operator: str | None = None
-
-
-@dataclass
-class _Context:
-    """What a committed decision was about: for re-measure and override."""
-
-    text: str | None
-    verdict: PassVerdict | None
-    entry: RegistryEntry | None
-    health_code: str | None
-    reading: Reading | None
-    direction: str
-    flagged: bool
-    subject: str | None = None  # the fever case's subject (gateway.fever_case.subject_of)
-    case_id: str | None = None
-    kind: str | None = None  # the pass kind: a manual open's reason must fit it
-    decided_at: float | None = None  # monotonic: a manual open attaches only to a recent decision
-
-
-class OverrideRefused(ValueError):
-    """A manual open may not attach to this decision; `key` is the screen's error text."""
-
-    def __init__(self, key: str):
-        super().__init__(key)
-        self.key = key
-
-
-@dataclass
-class Checkpoint:
-    """The per-person loop. `run(stop)` on a thread; guard actions from any thread."""
+class Checkpoint(GuardControl):
+    """The per-person loop. `run(stop)` on a thread (or `step_guarded()` from a
+    stepper); guard actions (gateway/guard_actions.py) from any thread."""
 
     settings: Settings
     journal: Journal
-    camera: Any
-    sampler: Any
-    scanner: Any
-    outputs: Any
+    camera: FrameCamera
+    sampler: SampleSource
+    scanner: CodeScanner
+    outputs: GateOutputs
     state: ScreenState
     keys: dict
     policy: Policy
@@ -140,7 +108,7 @@ class Checkpoint:
     listeners: list[Callable[[dict, Decision | None], None]] = field(default_factory=list)
     view_gone_s: float = VIEW_GONE_S
     presence_gone_s: float = PRESENCE_GONE_S
-    beam: Any = None  # optional pass-through beam (gateway/beam.py)
+    beam: Beam | None = None  # optional pass-through beam (gateway/beam.py)
     fever: FeverFlow | None = None  # the fever cases (build_app wires one)
     heartbeat: Callable[[], None] | None = None  # called after every step (gateway.watchdog)
 
@@ -178,22 +146,29 @@ class Checkpoint:
     # --- the loop ---------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """The fault boundary: nothing that goes wrong in a step stops the gate."""
+        """The loop thread of a kiosk: steps until `stop`, pausing briefly after a failed step."""
         while not stop.is_set():
-            try:
-                self.step()
-            except DriverError as exc:  # a device failed mid-step: the health tick shows it
-                log.debug("step: %s", exc)
+            if not self.step_guarded():
                 stop.wait(0.1)
-            except Exception as exc:  # noqa: BLE001 - the relay stays closed; the guard sees why
-                self._note_fault(exc, blocks=True)
-                stop.wait(0.1)
-            else:
-                if self.fault and self.fault["blocks"]:
-                    log.warning("the checkpoint loop runs again after: %s", self.fault["detail"])
-                    self.fault = None
-            if self.heartbeat is not None:  # the loop turned: the watchdog may ping
-                self.heartbeat()
+
+    def step_guarded(self, timeout: float = 0.1) -> bool:
+        """One `step` inside the fault boundary: nothing that goes wrong in a step
+        stops the gate. False when the step failed (the guard sees why)."""
+        ok = False
+        try:
+            self.step(timeout)
+            ok = True
+        except DriverError as exc:  # a device failed mid-step: the health tick shows it
+            log.debug("step: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - the relay stays closed; the guard sees why
+            self._note_fault(exc, blocks=True)
+        else:
+            if self.fault and self.fault["blocks"]:
+                log.warning("the checkpoint loop runs again after: %s", self.fault["detail"])
+                self.fault = None
+        if self.heartbeat is not None:  # the loop turned: the watchdog may ping
+            self.heartbeat()
+        return ok
 
     def _note_fault(self, exc: BaseException, *, blocks: bool, who: str | None = None) -> None:
         detail = (f"{who}: " if who else "") + f"{type(exc).__name__}: {exc}"[:300]
@@ -447,10 +422,10 @@ class Checkpoint:
             log.error("decision not logged (%s): %s", exc, json.dumps(record, ensure_ascii=False, default=str))
             if must_open:
                 self._actuate(decision, alarm=False)
-                self.state.show_decision({**self._view(decision, {"seq": None, "time": _iso_now()}, kind, operator),
+                self.state.show_decision({**decision_view(decision, {"seq": None, "time": _iso_now()}, kind, operator),
                                           **(view_extra or {}), "unlogged": True})
                 return {"seq": None, "unlogged": True}
-            self.state.show_decision(self._view(
+            self.state.show_decision(decision_view(
                 Decision(decision="deny", flagged=decision.flagged, reasons=["journal_fault"],
                          guard_message="guard.internal_error", public_message="public.see_staff",
                          direction=decision.direction, reading=decision.reading),
@@ -458,7 +433,7 @@ class Checkpoint:
             return None
         alarm = decision.flagged if alarm is None else alarm
         self._actuate(decision, alarm=alarm)
-        self.state.show_decision({**self._view(decision, event, kind, operator), **(view_extra or {})})
+        self.state.show_decision({**decision_view(decision, event, kind, operator), **(view_extra or {})})
         self.decisions += 1
         for listener in list(self.listeners):
             try:
@@ -484,211 +459,10 @@ class Checkpoint:
         except DriverError as exc:
             log.error("gate outputs failed: %s", exc)
 
-    def _view(self, decision: Decision, event: dict, kind: str, operator: str | None) -> dict:
-        fields = dict(decision.message_fields)
-        r = decision.reading
-        return {
-            "seq": event.get("seq"),
-            "time": event.get("time"),
-            "kind": kind,
-            "decision": decision.decision,
-            "flagged": decision.flagged,
-            # Home observation stays undisclosed even to the guard (SPEC rule 9).
-            "reasons": decision.guard_reasons,
-            "pass_id": decision.pass_id,
-            "person_id": decision.person_id,
-            "pass_kind": decision.kind,
-            "person": {"name": decision.name, "unit": decision.unit} if (decision.name or decision.unit) else None,
-            "reading": None if r is None or r.object_c is None else {
-                "object_c": r.object_c, "ambient_c": r.ambient_c, "offset_c": r.offset_c,
-                "body_c": r.body_c, "threshold_c": decision.threshold_c,
-            },
-            "guard_text": {lang: messages.text(decision.guard_message, lang, **fields) for lang in messages.LANGUAGES},
-            "public_text": {lang: messages.text(decision.public_message, lang, **fields) for lang in messages.LANGUAGES},
-            "operator": operator or decision.operator,
-            "note": (decision.override.reason if decision.override else None),
-        }
-
     def _remember(self, seq: int, context: _Context) -> None:
         self._contexts[seq] = context
         while len(self._contexts) > 50:
             self._contexts.pop(next(iter(self._contexts)))
-
-    # --- guard actions (called from the screen's threads) ------------------------------------
-
-    def set_direction(self, direction: str) -> None:
-        if direction not in ("in", "out"):
-            raise ValueError(f"direction must be in or out, not {direction!r}")
-        with self._lock:
-            self.direction = direction
-
-    def guard_open(self, operator: str, reason: str, note: str, for_seq: int | None, *,
-                   case_id: str | None = None) -> dict:
-        """Open the gate by hand; logged with the operator, reason and the decision it overrides.
-
-        Raises OverrideRefused when `for_seq` is not the person at the gate any more
-        (too old, or the next person is being measured) or is another kind of person
-        than the reason names (gateway.override_target). An admission closing a fever
-        case (`case_id`) opens for that case's person whatever the decision's age.
-        """
-        with self._lock:
-            ctx = self._contexts.get(for_seq) if for_seq else None
-            now = self.mono()
-            if for_seq and case_id is None:
-                measuring_next = self._pending is not None and self._pending.remeasure_of != for_seq
-                age = None if ctx is None or ctx.decided_at is None or measuring_next else now - ctx.decided_at
-                problem = override_refusal(reason, ctx.kind if ctx else None, age)
-                if problem:
-                    raise OverrideRefused(problem)
-            why = reason + (f": {note}" if note else "")
-            decision = decide(
-                ctx.verdict if ctx else None, ctx.reading if ctx else None, ctx.entry if ctx else None,
-                self.policy, self._moment(ctx.direction if ctx else self.direction, now),
-                threshold_c=self.settings.temperature.threshold_c, health_code=ctx.health_code if ctx else None,
-                override=Override(operator=operator, reason=why),
-            )
-            detail = {"override_reason": reason, "note": note, "for_seq": for_seq}
-            if case_id:
-                detail["case_id"] = case_id
-            event = self._commit(decision, kind="override", operator=operator, extra_detail=detail, must_open=True,
-                                 view_extra={"override_reason": reason, "note": note or None}, alarm=False)
-            if decision.pass_id and not event.get("unlogged"):
-                self._last_use[(decision.pass_id, decision.direction)] = now
-            return event
-
-    def guard_refuse(self, operator: str, refusal: str, for_seq: int | None) -> dict:
-        """A refusal the guard enters with one tap (``no_mask``, ``refused_measurement``):
-        the person being measured, or else the one of decision `for_seq`, is
-        refused and logged with the operator. Any reading taken is kept."""
-        with self._lock:
-            now = self.mono()
-            pending, ctx = self._pending, self._contexts.get(for_seq) if for_seq else None
-            self._pending = None
-            source = pending or ctx
-            reading = None
-            if refusal != "refused_measurement":
-                reading = stable_reading(self.sampler.samples(now - self._lookback_s), self.settings.temperature)
-                reading = reading or (ctx.reading if ctx and not pending else None)
-            direction = source.direction if source else self.direction
-            decision = decide(
-                source.verdict if source else None, reading, source.entry if source else None, self.policy,
-                self._moment(direction, now), threshold_c=self.settings.temperature.threshold_c,
-                health_code=source.health_code if source else None, guard_refusal=refusal,
-            )
-            event = self._commit(decision, kind="decision", operator=operator,
-                                 extra_detail={"guard_refusal": refusal, "for_seq": for_seq})
-            if pending is not None:
-                self._decided_text = pending.text  # still in view: not decided again
-            if event is None:
-                raise JournalWriteError(self.journal_error or "journal unavailable")
-            return event
-
-    def vehicle_passage(self, operator: str, plate: str, occupants: list, direction: str,
-                        exception_reason: str = "") -> dict:
-        """A vehicle at the lane: the scanned vehicle pass (if it is this plate's), the
-        occupants' temperatures, decided by `vehicles.decide_vehicle`; one ledger event."""
-        with self._lock:
-            waiting = self.vehicle_waiting if self.vehicle_waiting and self.vehicle_waiting["plate"] == plate else None
-            verdict = waiting["verdict"] if waiting else None
-            revoked = bool(verdict and verdict.pass_id and self.journal.registry_get("revocation", verdict.pass_id))
-            exception = VehicleException(operator, exception_reason) if exception_reason else None
-            decision, ledger = decide_vehicle(
-                verdict, plate, occupants, self.policy, self._moment(direction, self.mono()),
-                threshold_c=self.settings.temperature.threshold_c, revoked=revoked, exception=exception)
-            event = self._commit(decision, kind="vehicle", operator=operator, extra_detail=ledger)
-            if event is None:
-                raise JournalWriteError(self.journal_error or "journal unavailable")
-            if waiting:
-                self.vehicle_waiting = None
-            for i, occupant in enumerate(occupants):  # each feverish occupant is a fever case of their own
-                if occupant.body_c is not None and is_fever(occupant.body_c, self.settings.temperature.threshold_c):
-                    self.fever.hand_recorded(source="vehicle_form", body_c=occupant.body_c, operator=operator,
-                                             name=occupant.name or plate, subject=f"vehicle:{plate}:{i}",
-                                             trigger_seq=event["seq"])
-            return event
-
-    def thermometer_now(self) -> Reading | None:
-        """The thermometer's steady reading right now (a vehicle occupant held up to it), if any."""
-        with self._lock:
-            reading = stable_reading(self.sampler.samples(self.mono() - self._lookback_s), self.settings.temperature)
-            return reading if reading is not None and reading.ok else None
-
-    def log_tailgate(self, breaks: int) -> dict | None:
-        """The beam broke `breaks` times in one opening: logged as an incident."""
-        with self._lock:
-            return self._commit(tailgate_decision(self.direction), kind="tailgate", extra_detail={"breaks": breaks})
-
-    def request_remeasure(self, operator: str, for_seq: int | None) -> dict:
-        """Measure the person of decision `for_seq` again; the result is a new decision."""
-        with self._lock:
-            ctx = self._contexts.get(for_seq) if for_seq else None
-            if ctx is None:
-                raise LookupError(f"no recent decision {for_seq}")
-            event = self.journal.append({"kind": "remeasure", "gate": self.settings.gate.id, "operator": operator,
-                                         "pass_id": ctx.verdict.pass_id if ctx.verdict else None,
-                                         "person_id": ctx.verdict.person_id if ctx.verdict else None,
-                                         "detail": {"for_seq": for_seq}})
-            now = self.mono()
-            self._pending = _Pending(
-                text=ctx.text, verdict=ctx.verdict, started=now, direction=ctx.direction, entry=ctx.entry,
-                health_code=ctx.health_code, sample_from=now, remeasure_of=for_seq,
-                first_reading=ctx.reading if ctx.flagged else None, operator=operator,
-            )
-            self.state.show_measuring("prompt.remeasure")
-            return event
-
-    def admit_visitor(self, operator: str, visitor: dict) -> dict:
-        """A visitor registered by the guard: decide with the policy, then act."""
-        with self._lock:
-            now = self.mono()
-            reading = stable_reading(self.sampler.samples(now - self._lookback_s), self.settings.temperature)
-            if reading is None or not reading.ok:
-                # Measured by the guard with a handheld thermometer: the body value as written.
-                reading = Reading(status="ok", body_c=visitor["temperature_c"], offset_c=0.0,
-                                  detail="entered by the guard", mono_s=now)
-            registration = VisitorRegistration(record_id=str(visitor.get("event_seq")),
-                                               special_case=bool(visitor.get("special_case")),
-                                               filed_ref=visitor.get("filed_ref") or "")
-            decision = decide(None, reading, None, self.policy, self._moment(self.direction, now),
-                              threshold_c=self.settings.temperature.threshold_c, visitor=registration)
-            event = self._commit(decision, kind="decision", operator=operator,
-                                 extra_detail={"visitor": visitor.get("name")})
-            if event is None:
-                raise JournalWriteError(self.journal_error or "journal unavailable")
-            return event
-
-    def fever_case(self, operator: str, case_id: str, *, clinical_c: float | None, outcome: str | None,
-                   note: str) -> dict:
-        """The guard's case dialog: the clinical reading and/or the decision that closes the case.
-        Admitting a person measured at this gate opens the gate for them (logged as a manual
-        open with reason ``remeasured_ok`` and the case id). Raises CaseError."""
-        with self._lock:
-            case = self.fever.clinical_and_decision(case_id, operator, clinical_c=clinical_c, outcome=outcome,
-                                                    note=note)
-            result = {"case_id": case_id, "closed": bool(outcome), "outcome": outcome}
-            if outcome == "admitted" and case.source == "infrared":
-                event = self.guard_open(operator, "remeasured_ok", note, case.last_seq or None, case_id=case_id)
-                result["seq"] = event.get("seq")
-        if outcome and self.sync_trigger is not None:
-            self.sync_trigger()  # the registry's alert closes as soon as the gate closes the case
-        return result
-
-    def hand_recorded_fever(self, *, source: str, body_c: float, operator: str, name: str, subject: str,
-                            trigger_seq: int | None):
-        """A temperature the guard wrote down (visitor form, staff form): a case at or above the threshold."""
-        with self._lock:
-            case = self.fever.hand_recorded(source=source, body_c=body_c, operator=operator, name=name,
-                                            subject=subject, trigger_seq=trigger_seq)
-        if case is not None and self.sync_trigger is not None:
-            self.sync_trigger()
-        return case
-
-    def mark_unmarked_acts(self) -> None:
-        """After a write failure: record the acts whose `actuated()` could not be written."""
-        with self._lock:
-            while self._unmarked_acts:
-                self.journal.actuated(self._unmarked_acts[0])
-                self._unmarked_acts.pop(0)
 
     # --- health -------------------------------------------------------------------------
 
@@ -752,6 +526,11 @@ class App:
     _jpeg: tuple[int, bytes | None] = (0, None)
     _started: bool = False
     failed: BaseException | None = None  # set when the loop thread died of a bug
+    # True: no camera, sampler or loop thread; `gateway.stepped.SteppedGate`
+    # advances the injected clock and calls them (simulate, loop tests).
+    stepped: bool = False
+    _turn_go: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    _turn_done: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
     def start(self) -> "App":
         """Start devices, the loop, housekeeping and sync; the relay is closed first."""
@@ -759,9 +538,10 @@ class App:
             return self
         self._started = True
         self.hardware.outputs.close_gate()
-        self.hardware.camera.start()
-        self.sampler.start()
-        self._spawn("checkpoint", self._run_checkpoint)
+        if not self.stepped:  # a stepped run (gateway.stepped) drives camera, sampler and loop itself
+            self.hardware.camera.start()
+            self.sampler.start()
+            self._spawn("checkpoint", self._run_checkpoint)
         self._spawn("housekeeping", self._housekeeping)
         if self.sync_worker is not None:
             self.sync_worker.start()
@@ -845,7 +625,7 @@ class App:
         """Once a second: health and expiry. Every 30 s: counts, keys and policy. Hourly: purge."""
         health_log = healthmod.HealthLog()
         tick = 0
-        while not self.stop_event.wait(1.0 if tick else 0.0):
+        while not self._housekeeping_wait(tick):
             self.state.expire()
             status = _quietly(self.sync_worker.status) if self.sync_worker is not None else None
             health = self.checkpoint.health(status)
@@ -863,6 +643,29 @@ class App:
             if tick % 3600 == 1800:
                 _quietly(self.journal.purge)
             tick += 1
+
+    def _housekeeping_wait(self, tick: int) -> bool:
+        """Until the next housekeeping tick; True to stop. Threaded: one second of
+        real time. Stepped: the stepping thread's `housekeeping_turn()` (once per
+        simulated second), which waits for the tick to finish, so the health panel
+        and registry refresh happen at the same simulated moments at every speed."""
+        if not self.stepped:
+            return self.stop_event.wait(1.0 if tick else 0.0)
+        if tick:
+            self._turn_done.release()
+        while not self._turn_go.acquire(timeout=0.2):
+            if self.stop_event.is_set():
+                return True
+        return self.stop_event.is_set()
+
+    def housekeeping_turn(self) -> None:
+        """Stepped runs: let the housekeeping thread run one tick, and wait for it."""
+        if not self._started or self.stop_event.is_set():
+            return
+        self._turn_go.release()
+        while not self._turn_done.acquire(timeout=0.2):
+            if self.stop_event.is_set() or not any(t.name == "housekeeping" and t.is_alive() for t in self._threads):
+                return  # stopping, or housekeeping died of a bug: the loop must not wait for it forever
 
     def probe_journal(self) -> None:
         """After a write failure: can the journal write again? (Clears the fault on screen.)"""
@@ -892,11 +695,12 @@ class App:
         self.state.policy.update(enforcement=policy.enforcement, visitor_mode=policy.visitor_mode)
 
 
-def build_hardware(settings: Settings):
-    """The devices the config names (drivers.hardware decides real or fake, by name)."""
+def build_hardware(settings: Settings, mono: Callable[[], float] | None = None):
+    """The devices the config names (drivers.hardware decides real or fake, by name);
+    fake devices run on `mono` when given."""
     from drivers.hardware import build_hardware as build
 
-    return build(settings)
+    return build(settings, clock=mono) if mono is not None else build(settings)
 
 
 def start_sync(settings: Settings, journal: Journal):
@@ -911,8 +715,14 @@ def start_sync(settings: Settings, journal: Journal):
     return SyncWorker(journal, settings)
 
 
-def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: bool = True) -> App:
+def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: bool = True,
+              mono: Callable[[], float] | None = None, stepped: bool = False) -> App:
     """Wire one kiosk: journal, devices, loop, guard screen, sync. Nothing runs until `start()`.
+
+    `clock` is the journal's (wall time, boot id); `mono` is the one monotonic
+    clock of the per-person loop, the beam, the sampler and the fake devices
+    (default `time.monotonic`; a `SimClock` in a stepped run). `stepped`: the
+    caller drives camera, sampler and loop (`gateway.stepped.SteppedGate`).
 
     Raises PassKeyError for unreadable issuer keys and JournalWriteError when
     the journal cannot be opened for writing (both are start-up failures).
@@ -930,12 +740,14 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     if interrupted:
         log.warning("decision %s was interrupted by a crash before the gate acted; logged as seq %s",
                     interrupted["detail"]["seq"], interrupted["seq"])
-    hardware = hardware or build_hardware(settings)
+    hardware = hardware or build_hardware(settings, mono)
+    mono = mono or time.monotonic
     hardware.outputs.close_gate()  # a reboot never leaves the gate open
     keys = load_keys(settings, journal)
     policy = current_policy(settings, journal)
     t = settings.temperature
-    sampler = ThermometerSampler(hardware.thermometer, hz=t.sample_hz, keep_s=max(10.0, t.reading_timeout_s + 2))
+    sampler = ThermometerSampler(hardware.thermometer, hz=t.sample_hz, keep_s=max(10.0, t.reading_timeout_s + 2),
+                                 clock=mono)
     state = ScreenState(
         gate={"id": settings.gate.id, "name": settings.gate.name or settings.gate.id, "site": settings.gate.site,
               "direction": settings.gate.direction,
@@ -949,17 +761,17 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     checkpoint = Checkpoint(
         settings=settings_under(policy, settings), journal=journal, camera=hardware.camera, sampler=sampler,
         scanner=Scanner(settings.qr.backend), outputs=hardware.outputs, state=state, keys=keys, policy=policy,
-        sync_trigger=getattr(sync_worker, "trigger", None),
+        sync_trigger=getattr(sync_worker, "trigger", None), mono=mono,
     )
     checkpoint.fever.restore()
     actions = GuardActions(journal=journal, state=state, control=checkpoint, gate_id=settings.gate.id,
                            pin=settings.screen.pin, threshold_c=checkpoint.settings.temperature.threshold_c,
                            visitor_mode=lambda: checkpoint.policy.visitor_mode)
     checkpoint.beam = PassThroughBeam.from_settings(settings.outputs, hardware.outputs, checkpoint.log_tailgate,
-                                                    pin_factory=hardware.outputs.relay.pin_factory)
+                                                    pin_factory=hardware.outputs.relay.pin_factory, mono=mono)
     actions.restore_shift()
     app = App(settings=settings, journal=journal, hardware=hardware, sampler=sampler, checkpoint=checkpoint,
-              state=state, actions=actions, screen=None, sync_worker=sync_worker)
+              state=state, actions=actions, screen=None, sync_worker=sync_worker, stepped=stepped)
     app.health_reporter = HealthReporter(journal, settings.gate.id)
     app.gate_watch = GateRulesWatch(settings=settings, journal=journal, state=state, checkpoint=checkpoint,
                                     actions=actions, sync_trigger=getattr(sync_worker, "trigger", None))

@@ -353,19 +353,27 @@ def pass_texts(scenario: Scenario, settings) -> list[str | tuple[str, ...] | Non
 
 
 class ScenarioPlayer:
-    """Plays arrivals in front of the fake camera and thermometer of a running app.
+    """Plays arrivals in front of the fake camera and thermometer of an app.
 
-    Each arrival appears at `at / speed` seconds (or when the previous person
-    has been decided, whichever is later), stays until the loop has decided
-    (or `reading_timeout_s` + 2 s have passed), then leaves; between people
-    nobody is in view for longer than the loop needs to see them gone, so one
-    person's pass or readings never count for the next.
+    Each arrival appears at its `at` (or when the previous person has been
+    decided, whichever is later), stays until the loop has decided (or
+    `reading_timeout_s` + 3 s have passed), walks through, then leaves;
+    between people nobody is in view for longer than the loop needs to see
+    them gone, so one person's pass or readings never count for the next.
+
+    With `gate` (a `gateway.stepped.SteppedGate`) every wait is simulated
+    time on the gate's clock: the player steps the gate itself, `at` is in
+    simulated seconds, and the gate's `speed` only sets how fast that runs
+    against the wall clock, so the decisions are the same at every speed.
+    Without it (a threaded app, `bench/soak.py`) the waits are real and
+    arrivals come at `at / speed` seconds.
     """
 
     def __init__(self, app, scenario: Scenario, *, speed: float = 1.0, repeat: bool = False,
                  texts: list[str | None] | None = None,
-                 on_arrival: Callable[[int, Arrival], None] | None = None):
+                 on_arrival: Callable[[int, Arrival], None] | None = None, gate=None):
         self.app = app
+        self.gate = gate
         self.scenario = scenario
         self.speed = speed
         self.repeat = repeat
@@ -390,34 +398,54 @@ class ScenarioPlayer:
             self._decisions += 1
             self._decided.notify_all()
 
+    # --- time: simulated on a stepped gate, real otherwise -----------------------------------
+
+    def _now(self) -> float:
+        return self.gate.clock.now() if self.gate is not None else time.monotonic()
+
+    def _pass_time(self, seconds: float, stop: threading.Event, until: Callable[[], object] | None = None) -> bool:
+        """Let `seconds` pass (or until `until()`); True when `until()` came true."""
+        if self.gate is not None:
+            return self.gate.run_for(max(0.0, seconds), until=until, stop=stop)
+        limit = time.monotonic() + seconds
+        while not (until is not None and until()):
+            remaining = limit - time.monotonic()
+            if remaining <= 0 or stop.is_set():
+                return False
+            stop.wait(min(remaining, 0.02))
+        return True
+
     def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
                 self._play_once(stop)
                 if not self.repeat:
                     break
-                stop.wait(3.0)
+                self._pass_time(3.0, stop)
         finally:
             self._nobody()
             self.done.set()
 
     def _play_once(self, stop: threading.Event) -> None:
-        start = time.monotonic()
+        start = self._now()
         settle_until = 0.0
+        # Simulated time is the scenario's own: `at` as written, a 1 s walk.
+        scale = 1.0 if self.gate is not None else self.speed
         for index, arrival in enumerate(self.scenario.arrivals):
-            due = max(start + arrival.at / self.speed, settle_until)
-            if stop.wait(max(0.0, due - time.monotonic())):
+            due = max(start + arrival.at / scale, settle_until)
+            self._pass_time(due - self._now(), stop)
+            if stop.is_set():
                 return
-            self._show(index, arrival)
+            self._show(index, arrival, stop)
             if not self._wait_for_decision(stop):
                 log.warning("arrival %d (at %.1f s): no decision within the timeout", index, arrival.at)
-            stop.wait(max(0.15, 1.0 / self.speed))  # the person walks through
+            self._pass_time(max(0.15, 1.0 / scale), stop)  # the person walks through
             self._nobody()
             gone = max(self.app.checkpoint.view_gone_s, self.app.checkpoint.presence_gone_s)
-            settle_until = time.monotonic() + gone + NOBODY_MARGIN_S
+            settle_until = self._now() + gone + NOBODY_MARGIN_S
             self.played += 1
 
-    def _show(self, index: int, arrival: Arrival) -> None:
+    def _show(self, index: int, arrival: Arrival, stop: threading.Event) -> None:
         hw = self.app.hardware
         gate_direction = self.app.settings.gate.direction
         direction = arrival.direction or (gate_direction if gate_direction in ("in", "out") else "in")
@@ -435,39 +463,35 @@ class ScenarioPlayer:
         if self.on_arrival:
             self.on_arrival(index, arrival)
         if arrival.guard:
-            self._guard_refuses(arrival.guard)
+            self._guard_refuses(arrival.guard, stop)
         if arrival.vehicle:
-            self._vehicle(arrival)
+            self._vehicle(arrival, stop)
 
-    def _vehicle(self, arrival: Arrival) -> None:
+    def _vehicle(self, arrival: Arrival, stop: threading.Event) -> None:
         """The guard enters the vehicle once its pass (if any) has been read."""
         from gateway.vehicles import Occupant
 
         checkpoint = self.app.checkpoint
         v = arrival.vehicle
-        limit = time.monotonic() + self.app.settings.temperature.reading_timeout_s
-        while arrival.qr is not None and checkpoint.vehicle_waiting is None and time.monotonic() < limit:
-            time.sleep(0.02)
+        if arrival.qr is not None:
+            self._pass_time(self.app.settings.temperature.reading_timeout_s, stop,
+                            until=lambda: checkpoint.vehicle_waiting is not None)
         occupants = [Occupant(body_c=t, name=v.driver if i == 0 else "") for i, t in enumerate(v.occupants)]
         checkpoint.vehicle_passage("simulator", v.plate, occupants, checkpoint.direction, v.exception)
 
-    def _guard_refuses(self, refusal: str) -> None:
+    def _guard_refuses(self, refusal: str, stop: threading.Event) -> None:
         """The guard taps the refusal once the person is being measured."""
         checkpoint = self.app.checkpoint
-        limit = time.monotonic() + self.app.settings.temperature.reading_timeout_s
-        while checkpoint._pending is None and time.monotonic() < limit:
-            time.sleep(0.02)
+        self._pass_time(self.app.settings.temperature.reading_timeout_s, stop,
+                        until=lambda: checkpoint._pending is not None)
         checkpoint.guard_refuse("simulator", refusal, None)
 
     def _wait_for_decision(self, stop: threading.Event) -> bool:
-        limit = time.monotonic() + self.app.settings.temperature.reading_timeout_s + 3.0
-        with self._decided:
-            while self._decisions <= self._expect_after:
-                remaining = limit - time.monotonic()
-                if remaining <= 0 or stop.is_set():
-                    return False
-                self._decided.wait(min(remaining, 0.1))
-        return True
+        def decided() -> bool:
+            with self._decided:
+                return self._decisions > self._expect_after
+
+        return self._pass_time(self.app.settings.temperature.reading_timeout_s + 3.0, stop, until=decided)
 
     def _nobody(self) -> None:
         hw = self.app.hardware

@@ -60,7 +60,7 @@ def _logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _build(settings):
+def _build(settings, **kwargs):
     from gateway.cli import CliError
     from gateway.journal import JournalWriteError
     from gateway.loop import build_app
@@ -68,7 +68,7 @@ def _build(settings):
     from drivers.errors import DriverError
 
     try:
-        return build_app(settings)
+        return build_app(settings, **kwargs)
     except PassKeyError as exc:
         raise CliError(f"issuer key: {exc}", 78) from exc
     except JournalWriteError as exc:
@@ -160,9 +160,17 @@ def run_simulation(args: argparse.Namespace) -> int:
     port = args.port or settings.screen.port
     if serve:
         _check_port(host, port)
-    app = _build(settings)
+    from gateway.sim_clock import SimClock
+    from gateway.stepped import SteppedGate
+
+    # The loop, the fake camera and thermometer run on a simulated clock that
+    # the scenario thread steps `--speed` times faster than real time: the
+    # same decisions at every speed. The journal's wall times stay real.
+    clock = SimClock()
+    app = _build(settings, mono=clock, stepped=True)
     try:
-        player = ScenarioPlayer(app, scenario, speed=args.speed, repeat=args.loop, texts=texts)
+        gate = SteppedGate(app, clock, speed=args.speed)
+        player = ScenarioPlayer(app, scenario, speed=args.speed, repeat=args.loop, texts=texts, gate=gate)
         player.seed_registry()
         app.checkpoint.listeners.append(_printer(args.json))
         app.start()

@@ -28,8 +28,8 @@ import atexit, sys, threading, pathlib
 import drivers.hardware
 from drivers.camera import FakeCamera
 build = drivers.hardware._build_fake
-def build_and_report(settings):
-    hw = build(settings)
+def build_and_report(settings, *args, **kwargs):
+    hw = build(settings, *args, **kwargs)
     # At exit, the relay pin's history from the MockFactory: it must end closed.
     pin = hw.outputs.relay.pin
     atexit.register(lambda: print("relay", [s.state for s in pin.states], hw.outputs._closed, flush=True))

@@ -21,23 +21,24 @@ def sim_settings(tmp_path):
 
 @pytest.fixture
 def play(sim_settings):
-    """play(scenario) -> (decisions, app): run a scenario through the real loop on fakes."""
+    """play(scenario) -> (decisions, app): run a scenario through the real loop on fakes,
+    stepped on a simulated clock (as fast as the CPU allows)."""
     from gateway.loop import build_app
     from gateway.scenario import ScenarioPlayer, pass_texts
+    from gateway.sim_clock import SimClock
+    from gateway.stepped import SteppedGate
 
     apps = []
 
-    def run(scenario, *, speed: float = 20.0, settings=None, before_start=None):
+    def run(scenario, *, settings=None, before_start=None):
         settings = settings or sim_settings
         texts = pass_texts(scenario, settings)
-        app = build_app(settings)
+        clock = SimClock()
+        app = build_app(settings, mono=clock, stepped=True)
         apps.append(app)
-        # Faster than a real gate, so the examples run in seconds: a pass
-        # leaves the view after 0.25 s instead of 1 s.
-        app.checkpoint.view_gone_s = app.checkpoint.presence_gone_s = 0.25
         decisions = []
         app.checkpoint.listeners.append(lambda event, decision: decisions.append(event))
-        player = ScenarioPlayer(app, scenario, speed=speed, texts=texts)
+        player = ScenarioPlayer(app, scenario, texts=texts, gate=SteppedGate(app, clock))
         player.seed_registry()
         if before_start:
             before_start(app)
@@ -56,7 +57,32 @@ def play(sim_settings):
 
 @pytest.fixture
 def kiosk(sim_settings, issue):
-    """A started kiosk on fake hardware; the test drives its fake camera and thermometer."""
+    """A started kiosk on fake hardware, stepped on a simulated clock: the test
+    drives its fake camera and thermometer, and `kiosk_fakes.wait_for`/`pause`
+    step it (no device threads, no sleeps; `kiosk.gate`, `kiosk.clock`)."""
+    import kiosk_fakes
+
+    from gateway.loop import build_app
+    from gateway.sim_clock import SimClock
+    from gateway.stepped import SteppedGate
+
+    clock = SimClock()
+    app = build_app(sim_settings, mono=clock, stepped=True)
+    app.checkpoint.view_gone_s = app.checkpoint.presence_gone_s = 0.25
+    app.relay_pin = app.hardware.outputs.relay.pin
+    app.hardware.thermometer.set(21.0, 22.0)  # nobody there
+    app.clock, app.gate = clock, SteppedGate(app, clock)
+    app.start()
+    app.gate.step()  # housekeeping's first tick: the health panel is filled in, as at a kiosk's start
+    kiosk_fakes.stepping(app.gate)
+    yield app
+    kiosk_fakes.stepping(None)
+    app.stop()
+
+
+@pytest.fixture
+def threaded_kiosk(sim_settings, issue):
+    """A started kiosk as it runs on a gate: device threads, the loop thread, real time."""
     from gateway.loop import build_app
 
     app = build_app(sim_settings)
@@ -66,7 +92,6 @@ def kiosk(sim_settings, issue):
     app.start()
     yield app
     app.stop()
-
 
 
 @pytest.fixture

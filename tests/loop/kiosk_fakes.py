@@ -37,8 +37,22 @@ path = "journal.db"
 """
 
 
+_gate = None  # the SteppedGate of the running stepped kiosk, if any (set by the `kiosk` fixture)
+
+
+def stepping(gate) -> None:
+    """From now on `wait_for` and `pause` step `gate` on its simulated clock (None: real time)."""
+    global _gate
+    _gate = gate
+
+
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
-    """Poll `predicate` until it is truthy; returns its value or fails the test."""
+    """Until `predicate` is truthy; returns its value or fails the test. With a
+    stepped kiosk `timeout` is simulated seconds and the kiosk is stepped meanwhile."""
+    if _gate is not None:
+        if _gate.run_for(timeout, until=predicate):
+            return predicate()
+        raise AssertionError(f"not within {timeout} simulated s: {getattr(predicate, '__name__', predicate)}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -46,3 +60,11 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {getattr(predicate, '__name__', predicate)}")
+
+
+def pause(seconds: float) -> None:
+    """Let `seconds` pass: simulated and stepped with a stepped kiosk, else real."""
+    if _gate is not None:
+        _gate.run_for(seconds)
+    else:
+        time.sleep(seconds)

@@ -7,10 +7,10 @@ the guard acts through the same GuardActions the screen posts to.
 
 from __future__ import annotations
 
-import time
+
 
 import pytest
-from kiosk_fakes import wait_for
+from kiosk_fakes import wait_for, pause
 
 from gateway.screen.actions import ActionError
 from gateway.screen.history import counts_today
@@ -45,7 +45,7 @@ def fever_signals(app) -> list:
 def measure(app, issue_or_text, object_c, *, n_before):
     """A person steps up with their pass; returns their decision once committed."""
     app.hardware.thermometer.set(object_c, 22.0)
-    time.sleep(0.3)
+    pause(0.3)
     app.hardware.camera.show(issue_or_text)
     return wait_for(lambda: decisions(app)[n_before:])[0]
 
@@ -53,7 +53,7 @@ def measure(app, issue_or_text, object_c, *, n_before):
 def leave(app):
     app.hardware.camera.show(None)
     app.hardware.thermometer.set(21.0, 22.0)
-    time.sleep(0.4)
+    pause(0.4)
 
 
 def remeasure(app, for_seq, object_c):
@@ -195,7 +195,7 @@ def test_the_manual_open_refuses_a_decision_that_is_no_longer_the_person_at_the_
     resident = measure(kiosk, issue("r-91"), 36.2, n_before=0)
     leave(kiosk)
     monkeypatch.setattr(override_target, "WINDOW_S", 0.3)
-    time.sleep(0.4)
+    pause(0.4)
     with pytest.raises(ActionError) as refused:
         kiosk.actions.override({"reason": "resident_fault", "for_seq": resident["seq"]})
     assert refused.value.errors["form"][0] == "err.decision_stale"

@@ -3,10 +3,10 @@ a time, legitimate returns, the pass-through beam, the guard's one-tap refusals.
 
 from __future__ import annotations
 
-import time
+
 
 import pytest
-from kiosk_fakes import SIM_CONFIG, wait_for
+from kiosk_fakes import SIM_CONFIG, wait_for, pause
 
 from gateway.config import load_config
 
@@ -22,7 +22,7 @@ def rising_edges(pin) -> int:
 
 def leave(app):
     app.hardware.camera.show(None)
-    time.sleep(0.6)
+    pause(0.6)
 
 
 def test_two_passes_in_one_frame_decide_nobody_and_open_nothing(kiosk, issue):
@@ -32,7 +32,7 @@ def test_two_passes_in_one_frame_decide_nobody_and_open_nothing(kiosk, issue):
     (crowd,) = wait_for(lambda: events(kiosk, "one_at_a_time"), timeout=5)
     assert (crowd["decision"], crowd["reasons"], crowd["pass_id"]) == ("deny", ["one_at_a_time"], None)
     assert kiosk.state.current["public_text"]["zh"] == "请逐一通过"
-    time.sleep(1.0)  # still both in view: logged once, nobody decided
+    pause(1.0)  # still both in view: logged once, nobody decided
     assert len(events(kiosk, "one_at_a_time")) == 1 and events(kiosk) == []
     assert rising_edges(kiosk.relay_pin) == 0
     kiosk.hardware.camera.show(a)  # the second person steps back: the first is decided
@@ -64,7 +64,7 @@ def test_guard_taps_refused_measurement_while_the_person_is_measured(kiosk, issu
     assert row["seq"] == event["seq"] and row["person_id"] == "r-14"
     assert (row["decision"], row["reasons"], row["operator"]) == ("deny", ["refused_measurement", "no_reading"], "王师傅")
     assert row["detail"]["guard_refusal"] == "refused_measurement"
-    time.sleep(2.0)  # the pass still in view is not decided again
+    pause(2.0)  # the pass still in view is not decided again
     assert len(events(kiosk)) == 1 and rising_edges(kiosk.relay_pin) == 0
 
 

@@ -3,9 +3,7 @@ passes, faults failing closed, the guard's override and re-measure."""
 
 from __future__ import annotations
 
-import time
-
-from kiosk_fakes import wait_for
+from kiosk_fakes import wait_for, pause
 
 from gateway.journal import Journal
 
@@ -19,7 +17,9 @@ def rising_edges(pin) -> int:
     return sum(1 for a, b in zip(states, states[1:]) if not a and b)
 
 
-def test_decision_is_committed_before_the_relay_moves(kiosk, issue):
+def test_decision_is_committed_before_the_relay_moves(threaded_kiosk, issue):
+    # The one loop test on real threads and real time, as the kiosk runs on a gate.
+    kiosk = threaded_kiosk
     seen = []
     real_open = kiosk.hardware.outputs.open_for
 
@@ -42,10 +42,10 @@ def test_a_pass_left_in_view_is_not_decided_again_nor_passback(kiosk, issue):
     kiosk.hardware.thermometer.set(36.4, 22.0)
     kiosk.hardware.camera.show(text)
     wait_for(lambda: len(decisions(kiosk)) == 1)
-    time.sleep(1.5)  # the person lingers with the pass held up
+    pause(1.5)  # the person lingers with the pass held up
     assert [d["reasons"] for d in decisions(kiosk)] == [["ok"]]
     kiosk.hardware.camera.show(None)
-    time.sleep(0.6)
+    pause(0.6)
     kiosk.hardware.camera.show(text)  # shown again after leaving the view: a new scan
     wait_for(lambda: len(decisions(kiosk)) == 2)
     assert decisions(kiosk)[1]["reasons"] == ["passback"]

@@ -24,7 +24,7 @@ def simulate(tmp_path, scenario: Path) -> list[dict]:
     config.write_text(SIM_CONFIG, encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "simulate", "--config", str(config), "--scenario", str(scenario),
-         "--json", "--speed", "20"],
+         "--json", "--speed", "100"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from kiosk_fakes import wait_for
+from kiosk_fakes import wait_for, pause
 
 from gateway.sensor_watch import FROZEN_S
 
@@ -20,7 +18,7 @@ def rising_edges(pin) -> int:
 
 def test_stuck_at_a_plausible_value_refuses_automatic_entry(kiosk, issue):
     kiosk.hardware.thermometer.set(36.4, 22.0)  # the sensor sticks at a normal forehead value
-    time.sleep(FROZEN_S + 0.5)
+    pause(FROZEN_S + 0.5)
     health = wait_for(lambda: kiosk.state.health["thermometer"]["status"] == "fault"
                       and kiosk.state.health["thermometer"], timeout=3)
     assert health["key"] == "health.thermometer.frozen"
