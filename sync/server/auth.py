@@ -17,6 +17,7 @@ import hashlib
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -140,14 +141,18 @@ def list_gates(db: Database, site_id: str | None = None) -> list[dict]:
 # Gate-token cache (issue 14): a gate uploads every few seconds, and reading
 # its row each time cost a pool checkout and four database round trips per
 # request. An active gate found in the database is remembered, keyed by the
-# token's SHA-256 (never the token), for REVOCATION_POLL_S seconds; after that
-# the next request reads the row again. So a revocation made by another
-# process (the CLI, another replica) is refused within REVOCATION_POLL_S, and
-# one made through this process (revoke_gate) at once. Unknown or revoked
-# tokens are never cached: every refusal reads the database. Bounded in size.
+# token's SHA-256 (never the token). Every REVOCATION_POLL_S seconds the
+# next request first reads which gates are revoked (one small query per
+# process, not one per request) and drops them from the cache: a revocation
+# made by another process (the CLI, another replica) is refused within
+# REVOCATION_POLL_S, one made through this process (revoke_gate) at once.
+# Unknown or revoked tokens are never cached, so every refusal reads the
+# database. Entries are re-read after CACHE_MAX_AGE_S and the size is bounded.
 REVOCATION_POLL_S = 5.0
+CACHE_MAX_AGE_S = 600.0
 _CACHE_MAX = 100_000
 _gate_cache: dict[str, tuple[Database, Gate, float]] = {}
+_last_poll: "weakref.WeakKeyDictionary[Database, float]" = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
@@ -156,14 +161,34 @@ def _forget_token_hash(token_hash: str) -> None:
         _gate_cache.pop(token_hash, None)
 
 
+def _poll_revocations(db: Database, now: float) -> None:
+    with _cache_lock:
+        last = _last_poll.get(db)
+        if last is not None and now - last < REVOCATION_POLL_S:
+            return
+        _last_poll[db] = now  # one thread polls; the others go on meanwhile
+    try:
+        with db.read() as conn:
+            revoked = set(conn.execute(select(gates.c.token_hash).where(gates.c.revoked_at.is_not(None))).scalars())
+    except Exception:
+        with _cache_lock:  # poll again on the next request
+            _last_poll.pop(db, None)
+        raise
+    with _cache_lock:
+        for token_hash in revoked & _gate_cache.keys():
+            del _gate_cache[token_hash]
+
+
 def gate_for_token(db: Database, token: str) -> Gate | None:
     """The active gate holding this token, or None (unknown or revoked)."""
     token_hash = hash_token(token)
     cached = not hotpath.BASELINE and REVOCATION_POLL_S > 0
     if cached:
+        now = time.monotonic()
+        _poll_revocations(db, now)
         hit = _gate_cache.get(token_hash)
         # Same Database object: a process serving several databases (tests) never mixes them.
-        if hit is not None and hit[0] is db and time.monotonic() - hit[2] < REVOCATION_POLL_S:
+        if hit is not None and hit[0] is db and now - hit[2] < CACHE_MAX_AGE_S:
             return hit[1]
     with db.read() as conn:
         row = conn.execute(
