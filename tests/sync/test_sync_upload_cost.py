@@ -35,40 +35,62 @@ def served(db_url):
     db.dispose()
 
 
-def test_a_small_upload_takes_one_connection_and_two_statements(served, monkeypatch):
+def test_a_small_upload_takes_one_connection_and_one_statement(served, monkeypatch):
     db, client, headers = served
     monkeypatch.setattr(auth, "REVOCATION_POLL_S", 3600)  # no poll inside the counted upload
     url = "/api/v1/streams/s-a/events"
     assert client.post(url, json=batch(1), headers=headers).status_code == 200  # creates the stream
     # The retention purge and the notifier run in their own threads: count
-    # what the thread that served the upload did.
+    # what the request's worker thread did.
     checkouts, statements = [], []
 
+    def ours() -> bool:
+        return threading.current_thread().name == "AnyIO worker thread"
+
     def checkout(*_args):
-        checkouts.append(threading.get_ident())
+        checkouts.extend([1] if ours() else [])
 
     def statement(_conn, _cursor, sql, *_args):
-        statements.append((threading.get_ident(), sql))
+        statements.extend([sql] if ours() else [])
 
     event.listen(db.engine, "checkout", checkout)
     event.listen(db.engine, "before_cursor_execute", statement)
+    sent = []
+    if db.is_postgres:  # what reaches the driver, SQLAlchemy or not
+        import psycopg
+
+        real_execute = psycopg.Cursor.execute
+
+        def execute(self, query, *args, **kwargs):
+            sent.append(str(query)) if ours() else None
+            return real_execute(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", execute)
     try:
         r = client.post(url, json=batch(3), headers=headers)
     finally:
         event.remove(db.engine, "checkout", checkout)
         event.remove(db.engine, "before_cursor_execute", statement)
-    served_by = next(t for t, sql in statements if sql.startswith("SELECT streams.gate_id, streams.acked_through"))
-    counts = {"checkout": checkouts.count(served_by),
-              "statements": sum(1 for t, _sql in statements if t == served_by)}
     assert r.status_code == 200 and r.json()["acked_through"] == 4
-    # Was: two connections (a token read, then the write) and four statements
-    # on PostgreSQL (seven on SQLite). Now: the cached gate, then lock the
-    # stream row and advance it; PostgreSQL's rows go in through the driver (a
-    # pipelined INSERT, not counted here); SQLite also counts its BEGIN
-    # IMMEDIATE and the events INSERT.
-    assert counts == {"checkout": 1, "statements": 4 if db.is_sqlite else 2}
+    assert r.json()["results"] == [{"seq": 3, "status": "accepted"}, {"seq": 4, "status": "accepted"}]
+    # Was: two connections (a token read, then the write) and, on PostgreSQL,
+    # BEGIN, four statements and COMMIT. Now: the cached gate, then on
+    # PostgreSQL one statement outside a transaction block (advance the
+    # watermark and insert the rows, or do nothing); SQLite runs BEGIN
+    # IMMEDIATE, lock, insert, advance.
+    assert len(checkouts) == 1
+    if db.is_postgres:
+        assert statements == [] and len(sent) == 1 and sent[0].startswith("WITH advanced AS (UPDATE streams")
+    else:
+        assert len(statements) == 4
     with db.read() as conn:
-        assert conn.execute(events.select().where(events.c.stream_id == "s-a")).all().__len__() == 4
+        stored = conn.execute(events.select().where(events.c.stream_id == "s-a").order_by(events.c.seq)).all()
+    assert [e.seq for e in stored] == [1, 2, 3, 4]
+    # The one-statement rows equal the full path's, column for column.
+    assert stored[2]._mapping.keys() == stored[0]._mapping.keys()
+    for full, short in ((stored[0], stored[2]), (stored[1], stored[3])):
+        differ = {k for k in full._mapping if full._mapping[k] != short._mapping[k]}
+        assert differ <= {"seq", "mono_ns", "wall_time_ns", "event_time_ns", "received_at", "payload"}  # per event
 
 
 def test_a_revocation_elsewhere_is_refused_within_the_poll_interval(served, db_url, monkeypatch):
