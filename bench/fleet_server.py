@@ -11,9 +11,7 @@ database, served by uvicorn) with two bench switches:
              uvloop were added) and CHECKPOINT_UPLOAD_BASELINE=1 (no gate-token
              cache, the old ingest statements, a ping on every checkout:
              sync/server/hotpath.py).
-CHECKPOINT_FLEET_SLOWDOWN_MS (environment)
-             a deliberately slowed build: every request burns this many ms of
-             CPU before the app sees it, so the bench must report a miss.
+--baseline-code  only CHECKPOINT_UPLOAD_BASELINE=1, on httptools/uvloop.
 """
 
 from __future__ import annotations
@@ -21,27 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-SLOWDOWN_ENV = "CHECKPOINT_FLEET_SLOWDOWN_MS"
-
-
-class Slowdown:
-    """ASGI wrapper burning CPU per request (the bench's self-test of a miss)."""
-
-    def __init__(self, app, ms: float):
-        self.app, self.seconds = app, ms / 1000
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            end = time.thread_time() + self.seconds
-            while time.thread_time() < end:  # CPU, not sleep: the bench measures CPU
-                pass
-        return await self.app(scope, receive, send)
 
 
 def main() -> int:
@@ -49,8 +30,10 @@ def main() -> int:
     parser.add_argument("--db", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--baseline", action="store_true")
+    parser.add_argument("--baseline-code", action="store_true",
+                        help="only CHECKPOINT_UPLOAD_BASELINE=1, on httptools/uvloop: what the code changes alone save")
     args = parser.parse_args()
-    if args.baseline:
+    if args.baseline or args.baseline_code:
         os.environ["CHECKPOINT_UPLOAD_BASELINE"] = "1"  # read by sync.server.hotpath at import
 
     import uvicorn
@@ -60,9 +43,6 @@ def main() -> int:
     # Per-gate limits as in production; the global budget well above what one
     # process can serve, so the bench measures CPU, not the limiter.
     app = create_app(db=open_database(args.db), global_rate=100_000, global_burst=100_000)
-    slowdown = float(os.environ.get(SLOWDOWN_ENV) or 0)
-    if slowdown > 0:
-        app = Slowdown(app, slowdown)
     http, loop = ("h11", "asyncio") if args.baseline else ("auto", "auto")
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", http=http, loop=loop,
                 backlog=4096)

@@ -179,6 +179,19 @@ def _poll_revocations(db: Database, now: float) -> None:
             del _gate_cache[token_hash]
 
 
+def cached_gate(db: Database, token: str) -> Gate | None:
+    """The gate from the cache without touching the database, or None (not
+    cached, or a revocation poll is due: then ask gate_for_token)."""
+    if hotpath.BASELINE or REVOCATION_POLL_S <= 0:
+        return None
+    now = time.monotonic()
+    last = _last_poll.get(db)
+    if last is None or now - last >= REVOCATION_POLL_S:
+        return None
+    hit = _gate_cache.get(hash_token(token))
+    return hit[1] if hit is not None and hit[0] is db and now - hit[2] < CACHE_MAX_AGE_S else None
+
+
 def gate_for_token(db: Database, token: str) -> Gate | None:
     """The active gate holding this token, or None (unknown or revoked)."""
     token_hash = hash_token(token)

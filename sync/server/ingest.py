@@ -294,41 +294,53 @@ def _append_statement(count: int) -> str:
     return _append_sql[count]
 
 
-def _append_plain_batch(db: Database, gate: Gate, stream_id: str, first_seq: int, checked: list[_Checked],
-                        now: datetime) -> IngestResult | None:
+def plain_append(db: Database, gate: Gate, stream_id: str, first_seq: int, checked: list[_Checked],
+                 now: datetime) -> tuple[str, list] | None:
     """The usual upload - a known stream of this gate, the batch right after
-    its watermark, nothing but plain events - in one statement on PostgreSQL:
-    one round trip instead of five (BEGIN, lock, insert, advance, COMMIT).
+    its watermark, nothing but plain events - as one statement on PostgreSQL
+    (SQL and parameters): one round trip instead of five (BEGIN, lock,
+    insert, advance, COMMIT). Run it outside a transaction block; it inserted
+    the batch if its row count is the batch's length, else it did nothing.
 
     A single statement is atomic on its own, and its UPDATE takes the stream
     row's lock, so a racing re-send of the same batch waits and then finds
     the watermark moved (PostgreSQL re-checks the WHERE on the new row): it
-    inserts nothing. Returns None when the statement did nothing or does not
-    apply - new stream, duplicate, gap, another gate's stream, anything to
-    quarantine, anchor, alert or notify - and ingest() takes the full path.
+    inserts nothing. None when it does not apply: anything to quarantine,
+    anchor, alert or notify. A new stream, a duplicate, a gap or another
+    gate's stream make it do nothing, and ingest() takes the full path.
     """
     if hotpath.BASELINE or not db.is_postgres or len(checked) > SMALL_BATCH_ROWS:
         return None
     if not all(_is_plain(item) for item in checked):
         return None
-    last = first_seq + len(checked) - 1
-    params: list = [last, now, stream_id, gate.id, first_seq - 1]
+    params: list = [first_seq + len(checked) - 1, now, stream_id, gate.id, first_seq - 1]
     for offset, item in enumerate(checked):
         params.extend(_event_row(stream_id, first_seq + offset, gate, item.record, item.payload,
                                  item.record.wall_time, "clock", now))
+    return _append_statement(len(checked)), params
+
+
+def appended_result(first_seq: int, count: int) -> IngestResult:
+    return IngestResult(acked_through=first_seq + count - 1, accepted=count,
+                        results=[{"seq": first_seq + i, "status": "accepted"} for i in range(count)])
+
+
+def _append_plain_batch(db: Database, gate: Gate, stream_id: str, first_seq: int, checked: list[_Checked],
+                        now: datetime) -> IngestResult | None:
+    """plain_append() on a pooled connection; None when it did not apply or did nothing."""
+    statement = plain_append(db, gate, stream_id, first_seq, checked, now)
+    if statement is None:
+        return None
     with db.engine.connect() as conn:
         raw = conn.connection.driver_connection
         raw.autocommit = True  # client-side only: no BEGIN/COMMIT round trips
         try:
             with raw.cursor() as cursor:
-                cursor.execute(_append_statement(len(checked)), params)
+                cursor.execute(*statement)
                 inserted = cursor.rowcount
         finally:
             raw.autocommit = False
-    if inserted != len(checked):
-        return None
-    return IngestResult(acked_through=last, accepted=inserted,
-                        results=[{"seq": first_seq + i, "status": "accepted"} for i in range(inserted)])
+    return appended_result(first_seq, inserted) if inserted == len(checked) else None
 
 
 def _take_over_or_refuse(conn, stream_id: str, owner_id: int, gate: Gate) -> None:

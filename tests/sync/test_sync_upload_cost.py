@@ -35,7 +35,7 @@ def served(db_url):
     db.dispose()
 
 
-def test_a_small_upload_takes_one_connection_and_one_statement(served, monkeypatch):
+def test_a_small_upload_is_one_statement(served, monkeypatch):
     db, client, headers = served
     monkeypatch.setattr(auth, "REVOCATION_POLL_S", 3600)  # no poll inside the counted upload
     url = "/api/v1/streams/s-a/events"
@@ -56,16 +56,16 @@ def test_a_small_upload_takes_one_connection_and_one_statement(served, monkeypat
     event.listen(db.engine, "checkout", checkout)
     event.listen(db.engine, "before_cursor_execute", statement)
     sent = []
-    if db.is_postgres:  # what reaches the driver, SQLAlchemy or not
+    if db.is_postgres:  # what reaches the driver from the event loop
         import psycopg
 
-        real_execute = psycopg.Cursor.execute
+        real_execute = psycopg.AsyncCursor.execute
 
-        def execute(self, query, *args, **kwargs):
-            sent.append(str(query)) if ours() else None
-            return real_execute(self, query, *args, **kwargs)
+        async def execute(self, query, *args, **kwargs):
+            sent.append(str(query))
+            return await real_execute(self, query, *args, **kwargs)
 
-        monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+        monkeypatch.setattr(psycopg.AsyncCursor, "execute", execute)
     try:
         r = client.post(url, json=batch(3), headers=headers)
     finally:
@@ -73,16 +73,17 @@ def test_a_small_upload_takes_one_connection_and_one_statement(served, monkeypat
         event.remove(db.engine, "before_cursor_execute", statement)
     assert r.status_code == 200 and r.json()["acked_through"] == 4
     assert r.json()["results"] == [{"seq": 3, "status": "accepted"}, {"seq": 4, "status": "accepted"}]
-    # Was: two connections (a token read, then the write) and, on PostgreSQL,
-    # BEGIN, four statements and COMMIT. Now: the cached gate, then on
-    # PostgreSQL one statement outside a transaction block (advance the
-    # watermark and insert the rows, or do nothing); SQLite runs BEGIN
-    # IMMEDIATE, lock, insert, advance.
-    assert len(checkouts) == 1
+    # Was: a worker thread taking two pooled connections (a token read, then
+    # the write) and, on PostgreSQL, BEGIN, four statements and COMMIT. Now:
+    # the cached gate, then on PostgreSQL one statement from the event loop
+    # outside a transaction block (advance the watermark and insert the rows,
+    # or do nothing); SQLite runs BEGIN IMMEDIATE, lock, insert, advance on
+    # one pooled connection.
     if db.is_postgres:
-        assert statements == [] and len(sent) == 1 and sent[0].startswith("WITH advanced AS (UPDATE streams")
+        assert checkouts == [] and statements == []
+        assert len(sent) == 1 and sent[0].startswith("WITH advanced AS (UPDATE streams")
     else:
-        assert len(statements) == 4
+        assert len(checkouts) == 1 and len(statements) == 4
     with db.read() as conn:
         stored = conn.execute(events.select().where(events.c.stream_id == "s-a").order_by(events.c.seq)).all()
     assert [e.seq for e in stored] == [1, 2, 3, 4]
@@ -126,3 +127,36 @@ def test_the_cache_holds_token_hashes_not_tokens(served):
     assert client.post("/api/v1/streams/s-a/events", json=batch(1), headers=headers).status_code == 200
     token = headers["Authorization"].split()[1]
     assert auth._gate_cache and all(token not in key for key in auth._gate_cache)
+
+
+def test_racing_resends_of_one_batch_are_stored_once(db_url):
+    """A kiosk's timeout re-send racing its original: every reply acknowledges
+    the batch, the rows are there once (on PostgreSQL the one-statement path
+    and the full path race each other)."""
+    import asyncio
+
+    import httpx
+
+    db = open_database(db_url)
+    app = create_app(db=db)
+    _gate, token = auth.add_gate(db, "site-a", "gate-a")
+    headers = {"Authorization": f"Bearer {token}"}
+    url = "/api/v1/streams/s-a/events"
+
+    async def race():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry") as client:
+            assert (await client.post(url, json=batch(1), headers=headers)).status_code == 200
+            replies = await asyncio.gather(*[client.post(url, json=batch(3), headers=headers) for _ in range(12)])
+            gap = await client.post(url, json=batch(9), headers=headers)
+        return replies, gap
+
+    replies, gap = asyncio.run(race())
+    assert {r.status_code for r in replies} == {200}
+    assert {r.json()["acked_through"] for r in replies} == {4}
+    statuses = sorted(tuple(x["status"] for x in r.json()["results"]) for r in replies)
+    assert statuses.count(("accepted", "accepted")) == 1  # one stored it, the others saw duplicates
+    assert gap.status_code == 409 and gap.json()["acked_through"] == 4
+    with db.read() as conn:
+        seqs = [e.seq for e in conn.execute(events.select().where(events.c.stream_id == "s-a"))]
+    assert sorted(seqs) == [1, 2, 3, 4]
+    db.dispose()
