@@ -357,10 +357,11 @@ class FakeSource:
         self.opened = False
 
     # -- scripting -----------------------------------------------------------------
-    def show(self, text: str | None) -> None:
+    def show(self, text: str | Sequence[str] | None) -> None:
+        """Show a pass (or several side by side: a crowd at the gate), or nobody."""
         with self._lock:
             self._files = []
-            self._text = text
+            self._text = text if text is None or isinstance(text, str) else tuple(text)
             self._arrival += 1
             self._cache = {}
 
@@ -417,7 +418,14 @@ class FakeSource:
     def _scene_frame(self) -> np.ndarray:
         k = self._count % self.VARIANTS
         if k not in self._cache:
-            image = render_frame(
+            texts = self._text if isinstance(self._text, tuple) else (self._text,)
+            width = self.width // len(texts)
+            image = np.hstack([
+                render_frame(
+                    text, width, self.height, seed=self.seed * 1000 + self._arrival + 7919 * i,
+                    scene_seed=self.seed, noise_seed=k, hard=self.hard,
+                ) for i, text in enumerate(texts)
+            ]) if len(texts) > 1 else render_frame(
                 self._text, self.width, self.height,
                 seed=self.seed * 1000 + self._arrival, scene_seed=self.seed, noise_seed=k, hard=self.hard,
             )
@@ -491,7 +499,7 @@ class FakeCamera(Camera):
         self.fake = FakeSource(width, height, fps, seed, hard)
         super().__init__(self.fake, stale_after_s=stale_after_s, reopen_backoff_s=reopen_backoff_s)
 
-    def show(self, text: str | None) -> None:
+    def show(self, text: str | Sequence[str] | None) -> None:
         self.fake.show(text)
 
     def replay(self, paths: Sequence[str | Path]) -> None:

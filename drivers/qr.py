@@ -113,7 +113,8 @@ class Scanner:
     """Decodes frames, skipping those that did not change since the last decode.
 
     The comparison is against the last *decoded* frame, on an 80x60
-    thumbnail of the green channel: a frame counts as changed when more than
+    thumbnail of the green channel with the mean brightness taken out (so
+    global flicker is not a change): a frame counts as changed when more than
     `changed_fraction` of the thumbnail moved by more than `pixel_delta` grey
     levels. Sensor noise averages out in the thumbnail; a pass (at 25 % of the
     width it covers about 6 % of the thumbnail) does not. Slow changes
@@ -140,6 +141,7 @@ class Scanner:
         self.changed_fraction = changed_fraction
         self.rescan_every = rescan_every
         self._reference: np.ndarray | None = None
+        self._reference_mean = 0.0
         self._unchanged = 0
         self.decoded = 0
         self.skipped = 0
@@ -162,7 +164,12 @@ class Scanner:
     def changed(self, thumb: np.ndarray) -> bool:
         if self._reference is None:
             return True
-        moved = cv2.absdiff(thumb, self._reference) > self.pixel_delta
+        # Compared after taking out each thumbnail's mean brightness: mains
+        # flicker and auto-exposure shift the whole frame by a dozen grey
+        # levels, which is not a change in the scene (a pass or a shadow
+        # moves part of the frame against the rest, which stays visible).
+        shift = int(round(float(thumb.mean()) - self._reference_mean))
+        moved = np.abs(thumb.astype(np.int16) - self._reference.astype(np.int16) - shift) > self.pixel_delta
         return np.count_nonzero(moved) > self.changed_fraction * moved.size
 
     def reset(self) -> None:
@@ -179,6 +186,7 @@ class Scanner:
             self.skipped += 1
             return None
         self._reference = thumb
+        self._reference_mean = float(thumb.mean())
         self._unchanged = 0
         self.decoded += 1
         return decode(image, self.backend)

@@ -190,24 +190,31 @@ def render_frame_with_params(
     hard: bool = True,
     scene_seed: int | None = None,
     noise_seed: int | None = None,
+    overrides: dict | None = None,
 ) -> tuple[np.ndarray, RenderParams]:
     """A BGR frame of the gate scene, with `text` as a QR code unless None.
 
     `scene_seed` (default: `seed`) fixes the background, the light and the
     camera; `seed` places the code; `noise_seed` (default: `seed`) draws the
     sensor noise. Same scene, different noise = what a still camera sees.
+    `overrides` replaces drawn RenderParams fields (bench.scan's hard frames:
+    heavier blur, smaller codes, steeper tilt, less light).
     """
     scene_rng = np.random.default_rng([seed if scene_seed is None else scene_seed, 0])
     code_rng = np.random.default_rng([seed, 1])
     noise_rng = np.random.default_rng([seed if noise_seed is None else noise_seed, 2])
     params = draw_params(scene_rng, hard)
     frame = _background(scene_rng, width, height)
+    if overrides:
+        params = replace(params, **overrides)
     if text is not None:
         code_params = draw_params(code_rng, hard)
         params = replace(
             params,
             **{k: getattr(code_params, k) for k in ("code_fraction", "rotation_deg", "jitter", "bezel", "dark", "light", "motion_px")},
         )
+        if overrides:
+            params = replace(params, **overrides)
         modules = qr_modules(text).shape[0]
         # Render at about twice the final scale, then area-resample in the warp.
         target_ppm = params.code_fraction * width / modules

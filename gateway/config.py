@@ -58,6 +58,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The rules a config posts when it names none (the policy-built rules replace them).
+DEFAULT_RULES = (
+    "出入请出示通行证，佩戴口罩，配合测温",
+    "体温≥37.3℃者请到发热门诊就诊",
+    "快递外卖请放至指定位置，不得入内",
+)
+
+
 class GateSettings(Section):
     id: Identifier = Field(description="This gate's id, unique within the site")
     site: Identifier = Field(description="The community (site) this gate belongs to")
@@ -66,13 +74,10 @@ class GateSettings(Section):
     )
     name: str = Field("", max_length=64, description="Name shown on the guard screen, e.g. 东门")
     rules: list[Annotated[str, Field(max_length=200)]] = Field(
-        default_factory=lambda: [
-            "出入请出示通行证，佩戴口罩，配合测温",
-            "体温≥37.3℃者请到发热门诊就诊",
-            "快递外卖请放至指定位置，不得入内",
-        ],
+        default_factory=lambda: list(DEFAULT_RULES),
         max_length=20,
-        description="Rules posted at this entrance (公示), shown on the screen",
+        description="Rules posted at this entrance (公示), shown on the screen; the kiosk builds the "
+        "main rules from the policy in force (gateway/posted.py) and adds lines given here",
     )
 
 
@@ -167,12 +172,16 @@ class OutputSettings(Section):
     green_pin: BcmPin = Field(None, description="BCM pin of the green light (optional)")
     red_pin: BcmPin = Field(None, description="BCM pin of the red light (optional)")
     amber_pin: BcmPin = Field(None, description="BCM pin of the amber light (optional)")
+    beam_pin: BcmPin = Field(
+        None, description="BCM pin of an optional pass-through beam (an input): closes the gate once "
+        "one person has passed, logs a tailgate when broken twice in one opening"
+    )
 
     @model_validator(mode="after")
     def _distinct_pins(self):
         pins = [
             p
-            for p in (self.relay_pin, self.buzzer_pin, self.green_pin, self.red_pin, self.amber_pin)
+            for p in (self.relay_pin, self.buzzer_pin, self.green_pin, self.red_pin, self.amber_pin, self.beam_pin)
             if p is not None
         ]
         if len(pins) != len(set(pins)):
@@ -211,6 +220,13 @@ class ScreenSettings(Section):
         pattern=r"^[0-9]{4,8}$",
         description="PIN required from anywhere but localhost (guard booth over the LAN)",
     )
+
+    @model_validator(mode="after")
+    def _long_pin_off_localhost(self):
+        # Off localhost the PIN is all that stands between the LAN and the gate.
+        if self.host not in ("127.0.0.1", "::1", "localhost") and self.pin and len(self.pin) < 6:
+            raise ValueError(f"a screen listening on {self.host} needs a PIN of 6 or more digits")
+        return self
 
 
 class SyncSettings(Section):

@@ -31,6 +31,16 @@ Rules, in the order they are checked:
 6. **Health code** (entry only), per policy: ``health_code_red``,
    ``health_code_yellow``, ``health_code_missing``.
 
+Before all of these, the gate itself: ``gate_closed`` when the policy lists
+this gate as closed (L607; the screen points to the open entrance), and
+``unstaffed`` when nobody has been on duty past the policy's grace and the
+policy refuses automatic entry meanwhile. A refusal the guard entered
+(``no_mask``, ``refused_measurement``) is a reason like any other. On the
+way out a yellow or red health code refuses as discreetly as home
+observation (L1732, L1129). Passback counts a return as legitimate when the
+pass went the other way in between. Two passes in one frame are not decided
+at all: `crowd_decision` (``one_at_a_time``).
+
 HARD enforcement (the default) denies on any of these. SOFT enforcement
 admits residents, staff and volunteers despite a temperature problem, flags
 it and alerts the guard; visitors still need a normal temperature (1 Feb
@@ -77,9 +87,27 @@ REASON_CODES = (
     "health_code_missing",
     "guard_override",
     "internal_error",
+    # gate rules from the notices (issue 12)
+    "gate_closed",
+    "unstaffed",
+    "no_mask",
+    "refused_measurement",
+    "one_at_a_time",
+    "tailgate",
+    "vehicle_outside",
+    "vehicle_exception",
+    "vehicle_no_pass",
 )
+# Codes that decide() itself never returns: the loop's crowd and beam checks
+# and the vehicle lane (gateway/vehicles.py) produce them.
+OTHER_PATH_CODES = frozenset({"one_at_a_time", "tailgate", "vehicle_outside", "vehicle_exception",
+                              "vehicle_no_pass"})
+# Refusals the guard enters with one tap (L1123/L1390 masks, L349 refused measurement).
+GUARD_REFUSALS = ("no_mask", "refused_measurement")
 TEMPERATURE_REASONS = frozenset({"fever", "no_reading", "reading_out_of_range", "sensor_fault"})
 DISCREET_REASONS = frozenset({"under_observation"})
+# On the way out a yellow or red code is home observation (L1732, L1129): as discreet.
+DISCREET_ON_EXIT = frozenset({"health_code_yellow", "health_code_red"})
 CREDENTIAL_REASONS = frozenset({"malformed", "bad_signature", "unknown_issuer"})
 # Kinds that live or work here: SOFT enforcement may admit them despite a
 # temperature problem. Everyone else needs a normal reading.
@@ -98,6 +126,8 @@ class GateMoment:
     now: datetime
     mono_s: float
     registry_stale: bool = False
+    gate_id: str = ""  # for the policy's closed gates and unit doors
+    unstaffed: bool = False  # nobody on duty past the policy's grace (gateway/staffing.py)
 
 
 @dataclass(frozen=True)
@@ -171,8 +201,10 @@ class Decision:
     @property
     def guard_reasons(self) -> list[str]:
         """The reasons the guard screen may show: home observation stays
-        undisclosed even to the guard (SPEC rule 9); the log keeps it."""
-        return [r for r in self.reasons if r not in DISCREET_REASONS]
+        undisclosed even to the guard (SPEC rule 9); the log keeps it. So is a
+        yellow or red code on the way out."""
+        hidden = DISCREET_REASONS | (DISCREET_ON_EXIT if self.direction == "out" else frozenset())
+        return [r for r in self.reasons if r not in hidden]
 
     @property
     def operator(self) -> str | None:
@@ -245,6 +277,8 @@ def decide(
     visitor: VisitorRegistration | None = None,
     health_code: HealthCode | None = None,
     override: Override | None = None,
+    last_opposite_mono_s: float | None = None,
+    guard_refusal: str | None = None,
 ) -> Decision:
     """Admit or deny one person. Never raises: should a bug slip through, the
     result is a deny with ``internal_error`` (fail closed; the guard can still
@@ -253,12 +287,15 @@ def decide(
     `threshold_c` is ``temperature.threshold_c`` from the config. `reading`
     may be a `RemeasureResult`: its effective reading decides and both
     readings go to the log. `last_use_mono_s` is when this pass last
-    passed this gate in this direction, by the same boot's monotonic clock.
+    passed this gate in this direction, by the same boot's monotonic clock;
+    `last_opposite_mono_s` when it last passed the other way: a passage the
+    other way in between makes a quick return legitimate (in, out, in).
+    `guard_refusal` is a refusal the guard entered (`GUARD_REFUSALS`).
     """
     try:
         return _decide(
             credential, reading, entry, policy, moment, threshold_c,
-            last_use_mono_s, visitor, health_code, override,
+            last_use_mono_s, visitor, health_code, override, last_opposite_mono_s, guard_refusal,
         )
     except Exception as exc:  # noqa: BLE001 - the gate must always get an answer
         valid_override = override if _valid_override(override) else None
@@ -276,7 +313,8 @@ def decide(
         )
 
 
-def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mono_s, visitor, health_code, override) -> Decision:
+def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mono_s, visitor, health_code, override,
+            last_opposite_mono_s=None, guard_refusal=None) -> Decision:
     if not isinstance(policy, Policy):
         policy = default_policy()
     direction = moment.direction if moment.direction in ("in", "out") else "in"
@@ -293,6 +331,16 @@ def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mo
         entry = None
 
     reasons: list[str] = []
+    # 0. the gate itself: closed by the community (L607), or nobody on duty
+    # and the policy refuses automatic entry meanwhile.
+    gate_id = getattr(moment, "gate_id", "")
+    if gate_id and gate_id in policy.closed_gates:
+        reasons.append("gate_closed")
+    # "refuse automatic *entry*": nobody is kept in because the guard is missing.
+    if entering and getattr(moment, "unstaffed", False) is True and policy.staffing.unattended == "refuse":
+        reasons.append("unstaffed")
+    if guard_refusal in GUARD_REFUSALS:
+        reasons.append(guard_refusal)
     trusted = isinstance(credential, PassVerdict) and credential.signature_ok
     kind: str | None = credential.kind if trusted else None
 
@@ -340,6 +388,9 @@ def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mo
         reasons.append("visitor_policy")
     elif entering and kind == "visitor" and not _visitor_allowed(policy, entry if trusted else None, visitor):
         reasons.append("visitor_policy")
+    elif (entering and gate_id and gate_id in policy.unit_door_gates and policy.unit_doors == "members_only"
+          and kind not in MEMBER_KINDS):
+        reasons.append("visitor_policy")  # level 3: unit doors for people who live or work here
 
     # 4. passback
     passback = (
@@ -347,6 +398,8 @@ def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mo
         and _finite(last_use_mono_s)
         and _finite(moment.mono_s)
         and 0 <= moment.mono_s - last_use_mono_s < policy.passback_s
+        # in, out, in: a passage the other way since makes the return legitimate
+        and not (_finite(last_opposite_mono_s) and last_opposite_mono_s > last_use_mono_s)
     )
     if passback:
         reasons.append("passback")
@@ -358,11 +411,14 @@ def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mo
         # On an unchecked exit only a fever is noted (flag and alert, never block).
         reasons.append(temperature_reason)
 
-    # 6. health code
+    # 6. health code: entry per policy; on the way out yellow and red mean
+    # home observation (L1732, L1129), refused as discreetly as observation.
     if entering:
         health_reason = _health_code(policy, health_code)
         if health_reason:
             reasons.append(health_reason)
+    elif policy.health_code_blocks_exit and health_code in ("yellow", "red"):
+        reasons.append(f"health_code_{health_code}")
 
     soft_ok = policy.enforcement == "soft" and kind in MEMBER_KINDS
     blocking = [
@@ -389,7 +445,7 @@ def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mo
         public_message=_public_message(final, outcome, direction, kind, policy),
         direction=direction,
         alert=flagged or bool(notes) or valid_override is not None,
-        message_fields={"dropoff": policy.courier_dropoff.as_dict()} if kind == "courier" else {},
+        message_fields=_message_fields(final, kind, policy),
         kind=kind,
         pass_id=credential.pass_id if person_known else None,
         person_id=credential.person_id if person_known else None,
@@ -403,6 +459,25 @@ def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mo
         visitor_record=visitor.record_id if visitor else None,
         policy_version=policy.version,
         enforcement=policy.enforcement,
+    )
+
+
+def crowd_decision(direction: str, passes_in_view: int) -> Decision:
+    """Two or more different passes in one frame: decide nobody, open
+    nothing, and ask the queue to come one at a time ("请逐一通过")."""
+    return Decision(
+        decision="deny", flagged=False, reasons=["one_at_a_time"], guard_message="guard.one_at_a_time",
+        public_message="public.one_at_a_time", direction=direction if direction in ("in", "out") else "in",
+        message_fields={"count": str(passes_in_view)},
+    )
+
+
+def tailgate_decision(direction: str) -> Decision:
+    """The pass-through beam broke twice in one opening: someone followed (an incident, not a person's decision)."""
+    return Decision(
+        decision="deny", flagged=False, reasons=["tailgate"], guard_message="guard.tailgate",
+        public_message="public.one_at_a_time", direction=direction if direction in ("in", "out") else "in",
+        alert=True,
     )
 
 
@@ -420,9 +495,20 @@ def _temperature(reading: Reading | None, threshold_c: float) -> tuple[str | Non
     return None, False
 
 
+def _message_fields(reasons: list[str], kind: str | None, policy: Policy) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if kind == "courier":
+        fields["dropoff"] = policy.courier_dropoff.as_dict()
+    if "gate_closed" in reasons:
+        fields["open_entrance"] = policy.open_entrance.as_dict()
+    return fields
+
+
 def _visitor_allowed(policy: Policy, entry: RegistryEntry | None, visitor: VisitorRegistration | None) -> bool:
     if policy.visitor_mode == "register":
-        return visitor is not None or bool(entry and entry.visitor_registered)
+        # 1 Feb rule: registered at the gate, or a case the community registered
+        # (a filed special case is a registration too).
+        return visitor is not None or bool(entry and (entry.visitor_registered or entry.visitor_special_case))
     filed_at_gate = visitor is not None and visitor.special_case and bool(visitor.filed_ref.strip())
     return filed_at_gate or bool(entry and entry.visitor_special_case)
 
@@ -449,11 +535,15 @@ def _valid_override(override: object) -> bool:
 # Which reason the guard hears about first: the urgent and the discreet ones
 # lead, the routine ones follow.
 _GUARD_PRIORITY = (
+    ("gate_closed", "guard.gate_closed"),
+    ("unstaffed", "guard.unstaffed"),
     ("under_observation", "guard.observation"),
     ("fever", "guard.fever"),
     ("sensor_fault", "guard.sensor_fault"),
     ("reading_out_of_range", "guard.out_of_range"),
     ("health_code_red", None),  # refused or sent to the guard, per policy
+    ("no_mask", "guard.no_mask"),
+    ("refused_measurement", "guard.refused_measurement"),
     ("revoked", "guard.revoked"),
     ("moved_out", "guard.moved_out"),
     ("bad_signature", "guard.pass_invalid"),
@@ -473,6 +563,10 @@ _GUARD_PRIORITY = (
 )
 
 _PUBLIC = {
+    "gate_closed": "public.gate_closed",
+    "unstaffed": "public.see_staff",
+    "no_mask": "public.wear_mask",
+    "refused_measurement": "public.see_staff",
     "registry_stale": "public.see_staff",
     "under_observation": "public.contact_community",
     "fever": "public.see_staff",
@@ -509,6 +603,8 @@ def _guard_message(reasons: list[str], outcome: str, direction: str, kind: str |
         if "registry_stale" in reasons:
             return "guard.registry_stale_alert"
         return "guard.admit_exit" if direction == "out" else "guard.admit"
+    if direction == "out" and DISCREET_ON_EXIT.intersection(reasons):
+        return "guard.observation"
     for reason, key in _GUARD_PRIORITY:
         if reason in reasons:
             if key:
@@ -523,6 +619,8 @@ def _guard_message(reasons: list[str], outcome: str, direction: str, kind: str |
 def _public_message(reasons: list[str], outcome: str, direction: str, kind: str | None, policy: Policy) -> str:
     if outcome == "admit":
         return "public.goodbye" if direction == "out" else "public.welcome"
+    if direction == "out" and DISCREET_ON_EXIT.intersection(reasons):
+        return "public.contact_community"
     for reason, _ in _GUARD_PRIORITY:
         if reason in reasons:
             return _PUBLIC.get(reason) or _visitor_key("public", kind, policy)

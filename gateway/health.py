@@ -10,7 +10,7 @@ Changes are logged once when a device fails and once when it recovers.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,13 @@ def device(ok: bool, reason: str, fault_key: str) -> Health:
     return entry("fault", fault_key, blocks_entry=True, detail=reason)
 
 
+def thermometer(ok: bool, reason: str, signal=None) -> Health:
+    """The driver's (ok, reason), and a signal fault (`sensor_watch.SignalFault`) when it answers."""
+    if ok and signal is not None:
+        return entry("fault", f"health.thermometer.{signal.code}", blocks_entry=True, detail=signal.detail)
+    return device(ok, reason, "health.thermometer.fault")
+
+
 def disk(free_bytes: int | None, low: bool, write_error: str | None) -> Health:
     if write_error:
         return entry("fault", "health.disk.fault", blocks_entry=True, detail=write_error)
@@ -37,18 +44,31 @@ def disk(free_bytes: int | None, low: bool, write_error: str | None) -> Health:
     return entry("ok", blocks_entry=True)
 
 
-def clock(synced: bool) -> Health:
+def checkpoint(fault: dict | None) -> Health:
+    """The loop's own faults: one person's (that person refused) or every step's (paused)."""
+    if fault is None:
+        return entry("ok")
+    return entry("fault", "health.checkpoint.fault", blocks_entry=fault["blocks"], detail=fault["detail"])
+
+
+def clock(synced: bool, refused: str | None = None) -> Health:
+    """`refused`: why the kiosk's own time is not trusted (the server's is used instead)."""
+    if refused:
+        return entry("warn", "health.clock.refused", detail=refused)
     return entry("ok") if synced else entry("warn", "health.clock.unsynced")
 
 
-def registry(synced_at: datetime | None, now: datetime, staleness_limit_h: float | None) -> Health:
-    """Staleness of the registry copy; `staleness_limit_h` None means sync is not configured."""
-    if synced_at is None:
-        if staleness_limit_h is None:
-            return entry("off")
+def registry_status(reason: str | None, synced_at: datetime | None, configured: bool = True) -> Health:
+    """The registry copy, by `staleness.registry_staleness`'s reason (the rule decide uses too)."""
+    if not configured:
+        return entry("off")
+    detail = f"last update {synced_at.isoformat()}" if synced_at else ""
+    if reason == "registry_never_synced":
         return entry("warn", "health.registry.never")
-    if staleness_limit_h is not None and now - synced_at > timedelta(hours=staleness_limit_h):
-        return entry("warn", "health.registry.stale", detail=f"last update {synced_at.isoformat()}")
+    if reason == "registry_incomplete":
+        return entry("warn", "health.registry.incomplete", detail=detail)
+    if reason is not None:
+        return entry("warn", "health.registry.stale", detail=detail)
     return entry("ok")
 
 

@@ -13,10 +13,13 @@ Discipline:
 - One writer: one connection, every write under one lock, one transaction per
   append (BEGIN IMMEDIATE).
 - Numbered migrations in `MIGRATIONS`, tracked with PRAGMA user_version.
-- At open, `quick_check`; a corrupt file is moved aside, never overwritten,
-  and a new stream starts with an incident event.
-- A full disk or read-only filesystem raises `JournalWriteError`, which the
-  loop shows to the guard. Nothing is dropped silently.
+- At open, `quick_check` (confirmed by `integrity_check`); a corrupt file is
+  moved aside, never overwritten, and a new stream starts with an incident
+  event. Only SQLite's verdict (its result code, never the message text)
+  counts as corrupt.
+- A full disk, read-only filesystem or I/O error raises `JournalWriteError`
+  (at open too: the file stays where it is), which the loop shows to the
+  guard. Nothing is dropped silently.
 
     journal = Journal.open("journal.db")
     event = journal.append({"kind": "decision", "decision": "deny", ...})
@@ -38,7 +41,7 @@ from typing import Any, Iterable
 
 import sqlite_utils
 
-from gateway.clock import SystemClock, to_ns
+from gateway.clock import ClockReading, SystemClock, to_ns
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,10 @@ _CALLER_COLUMNS = (
     "operator",
     "detail",
 )
+
+# The kiosk clock may differ from the server's time by this much before the
+# server's time (carried forward by the monotonic clock) is trusted instead.
+CLOCK_TOLERANCE = timedelta(minutes=5)
 
 # Event kinds whose rows are ledgers; used for purging health data.
 LEDGER_TABLES = ("visitors", "shifts", "disinfections", "staff_temperatures")
@@ -184,12 +191,20 @@ class Journal:
         self.clock = clock or SystemClock()
         self.retention_days = retention_days
         self.stream_id: str = self.get_meta("stream_id")
+        # seq on the wire = local seq - stream_offset (see `rotate_stream`).
+        self.stream_offset: int = int(self.get_meta("stream_offset") or 0)
+        self._server_ref = _parse_server_ref(self.get_meta("server_clock"))
 
     # --- opening --------------------------------------------------------------
 
     @classmethod
     def open(cls, path: Path | str, *, clock=None, retention_days: int = 14) -> "Journal":
-        """Open (or create) the journal, moving a corrupt file aside first."""
+        """Open (or create) the journal, moving it aside first only if it is corrupt.
+
+        A full disk, a read-only filesystem or an I/O error is not corruption:
+        the file is left where it is and `JournalWriteError` says why, so a
+        healthy journal full of unsynced events is never abandoned.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         incident = None
@@ -200,13 +215,19 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
+            if not is_corruption(exc):
+                raise _write_error(exc, path) from exc
             moved = _move_aside(path)
             log.error("journal %s is corrupt (%s); moved to %s, starting a new stream", path, exc, moved)
             incident = {"error": str(exc), "moved_to": str(moved)}
-            conn = _connect(path)
+            try:
+                conn = _connect(path)
+            except sqlite3.DatabaseError as again:
+                raise _write_error(again, path) from again
         try:
             _migrate(conn)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
+            conn.close()
             raise _write_error(exc, path) from exc
         journal = cls(conn, path, clock=clock, retention_days=retention_days)
         if incident:
@@ -232,6 +253,10 @@ class Journal:
         if "kind" not in fields:
             raise ValueError("an event needs a kind")
         now = self.clock.read()
+        estimate = self._server_estimate(now)
+        if now.synced and estimate is not None and abs(now.wall - estimate) > CLOCK_TOLERANCE:
+            # "Synced" but far from the server's time: not synced; the server places it by its anchor.
+            now = ClockReading(now.boot_id, now.mono_ns, now.wall, False)
         row = {key: fields.get(key) for key in _CALLER_COLUMNS}
         row["flagged"] = int(bool(row["flagged"]))
         row["reasons"] = json.dumps(list(row["reasons"] or []))
@@ -255,7 +280,9 @@ class Journal:
             if in_flight:
                 self._set_meta(conn, "in_flight_seq", str(seq))
             if now.synced:
-                self._raise_watermark(conn, now.wall)
+                candidate = self._watermark_candidate(now)
+                if candidate is not None:
+                    self._raise_watermark(conn, candidate)
         row["seq"] = seq
         row["acked"] = 0
         return _decode(row)
@@ -297,6 +324,28 @@ class Journal:
         """Unacked events in seq order: what the uploader sends next."""
         return self._select("SELECT * FROM events WHERE acked = 0 ORDER BY seq LIMIT ?", [limit])
 
+    def stored_rows(self, columns: Iterable[str], *, after_seq: int | None = None, limit: int = 500) -> list[tuple]:
+        """`columns` of events in seq order exactly as stored (JSON columns as
+        text, flags as 0/1): unacked ones, or every one after `after_seq`.
+
+        The uploader's fast path: it would only re-encode what `events()`
+        decodes, which cost more than the upload itself.
+        """
+        columns = list(columns)
+        unknown = [c for c in columns if c not in self._event_columns()]
+        if unknown:
+            raise ValueError(f"unknown event columns: {unknown}")
+        where, params = ("acked = 0", [limit]) if after_seq is None else ("seq > ?", [after_seq, limit])
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT {', '.join(columns)} FROM events WHERE {where} ORDER BY seq LIMIT ?", params
+            ).fetchall()
+
+    def _event_columns(self) -> set[str]:
+        if not hasattr(self, "_columns_cache"):
+            self._columns_cache = {row[1] for row in self._conn.execute("PRAGMA table_info(events)")}
+        return self._columns_cache
+
     def pending_count(self) -> int:
         return self._scalar("SELECT COUNT(*) FROM events WHERE acked = 0")
 
@@ -316,6 +365,33 @@ class Journal:
             return conn.execute(
                 "UPDATE events SET acked = 0 WHERE acked = 1 AND seq > ?", [acked_through]
             ).rowcount
+
+    def rotate_stream(self, from_seq: int, *, diverged_at: int) -> dict:
+        """Move the events from local seq `from_seq` on to a new stream.
+
+        Used when the server holds different events under those seqs: this
+        file was restored from an older copy and reused seqs already
+        uploaded. Everything before `from_seq` is on the server as it is
+        here; the rest is unacked and goes out on the new stream, whose seq
+        1 is local `from_seq`. Returns the `stream_rotated` event.
+        """
+        old, old_offset = self.stream_id, self.stream_offset
+        new = str(uuid.uuid4())
+        with self._write() as conn:
+            conn.execute("UPDATE events SET acked = 1 WHERE acked = 0 AND seq < ?", [from_seq])
+            conn.execute("UPDATE events SET acked = 0, stream_id = ? WHERE seq >= ?", [new, from_seq])
+            self._set_meta(conn, "stream_id", new)
+            self._set_meta(conn, "stream_offset", str(from_seq - 1))
+            self.stream_id, self.stream_offset = new, from_seq - 1
+            try:
+                event = self.append({"kind": "stream_rotated", "detail": {
+                    "previous_stream": old, "diverged_at": diverged_at, "from_local_seq": from_seq}})
+            except BaseException:
+                self.stream_id, self.stream_offset = old, old_offset
+                raise
+        log.error("journal %s: stream %s diverged from the server at seq %d (restored from an older copy?); "
+                  "events from local seq %d on go to the new stream %s", self.path, old, diverged_at, from_seq, new)
+        return event
 
     def counts_for_day(self, day_start: datetime, day_end: datetime) -> dict[str, int]:
         """Today's admits and denials, and fever *cases* opened (not flagged readings), for the guard screen."""
@@ -408,24 +484,87 @@ class Journal:
     # --- trusted time --------------------------------------------------------------
 
     def trusted_now(self, wall: datetime | None = None) -> datetime:
-        """max(wall clock, watermark): a clock rolled back cannot revive an expired pass."""
-        wall = wall or self.clock.read().wall
+        """max(wall clock, watermark): a clock rolled back cannot revive an expired pass.
+
+        Once the server's time is known in this boot, a wall clock more than
+        `CLOCK_TOLERANCE` away from it (the server's time carried forward by
+        the monotonic clock) is refused: a clock that jumped ahead cannot
+        expire valid passes either.
+        """
+        reading = self.clock.read()
+        wall = wall or reading.wall
+        estimate = self._server_estimate(reading)
+        if estimate is not None and abs(wall - estimate) > CLOCK_TOLERANCE:
+            wall = estimate
         mark = self.watermark()
         return max(wall, mark) if mark else wall
+
+    def clock_refused(self) -> str | None:
+        """Why the kiosk's own time is not trusted right now, for the guard; None when it is."""
+        reading = self.clock.read()
+        estimate = self._server_estimate(reading)
+        if estimate is not None and abs(reading.wall - estimate) > CLOCK_TOLERANCE:
+            off = (reading.wall - estimate).total_seconds()
+            return f"the kiosk clock is {off:+.0f} s from the server's time; using the server's"
+        refused = self.get_meta("server_refused_time")
+        if refused and refused.split("|", 1)[0] == reading.boot_id:
+            return refused.split("|", 1)[1]
+        return None
+
+    def note_time_refused(self, why: str) -> None:
+        """The server corrected the time of events this boot sent (see sync)."""
+        self.set_meta("server_refused_time", f"{self.clock.read().boot_id}|{why}")
 
     def watermark(self) -> datetime | None:
         value = self.get_meta("trusted_time")
         return datetime.fromisoformat(value) if value else None
 
     def record_server_time(self, server_time: datetime) -> dict:
-        """A sync response's server time: raise the watermark and log a clock anchor.
+        """A sync response's server time: the reference for trusted time, and a clock anchor.
 
-        The anchor event (boot_id, mono_ns, server_time) lets the server correct
-        the times of events recorded while the clock was unsynced.
+        The watermark rises to the server's time, or comes down to it if a
+        clock that jumped ahead had raised it further. The anchor event
+        (boot_id, mono_ns, server_time) lets the server correct the times of
+        events recorded while the clock was unsynced.
         """
+        reading = self.clock.read()
         with self._write() as conn:
+            mark = conn.execute("SELECT value FROM meta WHERE key = 'trusted_time'").fetchone()
+            if mark and datetime.fromisoformat(mark[0]) > server_time + CLOCK_TOLERANCE:
+                log.warning("trusted time %s was ahead of the server's %s (a clock jump); reset", mark[0],
+                            server_time.isoformat())
+                self._set_meta(conn, "trusted_time", server_time.astimezone(timezone.utc).isoformat())
             self._raise_watermark(conn, server_time)
-            return self.append({"kind": "clock_anchor", "detail": {"server_time": server_time.isoformat()}})
+            ref = {"server": server_time.isoformat(), "boot_id": reading.boot_id, "mono_ns": reading.mono_ns}
+            self._set_meta(conn, "server_clock", json.dumps(ref))
+            previous, self._server_ref = self._server_ref, _parse_server_ref(json.dumps(ref))
+            try:
+                return self.append({"kind": "clock_anchor", "detail": {"server_time": server_time.isoformat()}})
+            except BaseException:
+                self._server_ref = previous
+                raise
+
+    def _server_estimate(self, reading) -> datetime | None:
+        """The server's time now, if it answered during this boot."""
+        ref = self._server_ref
+        if ref is None or ref[1] != reading.boot_id:
+            return None
+        return ref[0] + timedelta(microseconds=(reading.mono_ns - ref[2]) // 1000)
+
+    def _watermark_candidate(self, reading) -> datetime | None:
+        """What a synced local clock may raise the watermark to; None: nothing.
+
+        Never synced with a server: the clock (it is all there is). Server
+        time known in this boot: the clock, unless it is more than the
+        tolerance away from the server's time, then the server's time.
+        Known only from an earlier boot: nothing until the server answers.
+        """
+        if self._server_ref is None:
+            return reading.wall
+        estimate = self._server_estimate(reading)
+        if estimate is None:
+            return None
+        return reading.wall if abs(reading.wall - estimate) <= CLOCK_TOLERANCE else estimate
 
     def _raise_watermark(self, conn: sqlite3.Connection, when: datetime) -> None:
         # Stored as an ISO string; compare as datetimes so it only moves forward.
@@ -509,7 +648,7 @@ class _WriteTransaction:
             self.outer = True
             try:
                 conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 j._lock.release()
                 raise _write_error(exc, j.path) from exc
         return conn
@@ -522,27 +661,67 @@ class _WriteTransaction:
             if exc_type is None:
                 try:
                     j._conn.execute("COMMIT")
-                except sqlite3.OperationalError as err:
-                    j._conn.execute("ROLLBACK")
+                except sqlite3.DatabaseError as err:
+                    _rollback(j._conn)
                     raise _write_error(err, j.path) from err
             else:
-                if j._conn.in_transaction:
-                    j._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):
+                _rollback(j._conn)
+                if _is_write_failure(exc):
                     raise _write_error(exc, j.path) from exc
             return False
         finally:
             j._lock.release()
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite rolls a transaction back by itself after SQLITE_FULL or an I/O
+    # error; a second ROLLBACK would raise "no transaction is active" and
+    # hide the real cause.
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError:
+            log.warning("journal rollback failed", exc_info=True)
+
+
+# Primary SQLite result codes (the low byte of `sqlite_errorcode`).
+SQLITE_READONLY = 8
+SQLITE_IOERR = 10
+SQLITE_CORRUPT = 11
+SQLITE_FULL = 13
+SQLITE_CANTOPEN = 14
+SQLITE_NOTADB = 26
+
+
+def _primary_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """Only SQLite's own verdict (CORRUPT, NOTADB, or a failed integrity check) means corrupt."""
+    return isinstance(exc, JournalCorrupt) or _primary_code(exc) in (SQLITE_CORRUPT, SQLITE_NOTADB)
+
+
+def _is_write_failure(exc: BaseException | None) -> bool:
+    # Integrity and programming errors are bugs and stay what they are.
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+    )
+
+
 def _write_error(exc: sqlite3.Error, path: Path) -> JournalWriteError:
-    text = str(exc)
-    if "full" in text:
+    code = _primary_code(exc)
+    if code == SQLITE_FULL:
         why = "the disk is full"
-    elif "readonly" in text or "read-only" in text:
+    elif code == SQLITE_READONLY:
         why = "the filesystem is read-only"
+    elif code in (SQLITE_IOERR, SQLITE_CANTOPEN):
+        why = f"disk I/O error, is the disk full or failing? ({exc})"
+    elif code in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        why = f"the file is damaged ({exc})"
     else:
-        why = f"SQLite refused the write ({text})"
+        why = f"SQLite refused the write ({exc})"
     return JournalWriteError(f"cannot write the journal {path}: {why}")
 
 
@@ -555,10 +734,17 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class JournalCorrupt(sqlite3.DatabaseError):
+    """PRAGMA integrity_check found damage."""
+
+
 def _check_integrity(conn: sqlite3.Connection) -> None:
-    result = conn.execute("PRAGMA quick_check").fetchall()
+    """quick_check at every open (cheap); a damaged result is confirmed by integrity_check."""
+    if conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]:
+        return
+    result = conn.execute("PRAGMA integrity_check").fetchall()
     if result != [("ok",)]:
-        raise sqlite3.DatabaseError("quick_check: " + "; ".join(r[0] for r in result[:5]))
+        raise JournalCorrupt("integrity_check: " + "; ".join(r[0] for r in result[:5]))
 
 
 def _move_aside(path: Path) -> Path:
@@ -588,6 +774,16 @@ def _migrate(conn: sqlite3.Connection) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def _parse_server_ref(value: str | None) -> tuple[datetime, str, int] | None:
+    if not value:
+        return None
+    try:
+        ref = json.loads(value)
+        return datetime.fromisoformat(ref["server"]), str(ref["boot_id"]), int(ref["mono_ns"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

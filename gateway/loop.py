@@ -26,6 +26,12 @@ thermometer without showing a pass for `reading_timeout_s` is a
 even without a pass. A thermometer, camera or disk fault fails closed for
 automatic entry and shows on the screen; the guard's override still opens
 the gate and is logged with the operator and the reason.
+
+`Checkpoint.run` is one fault boundary: any other fault in one person's path
+(a bad registry record, a bug) refuses that person (``internal_error``) and
+shows on the health panel, and the loop goes on; a fault in every step
+pauses automatic entry until a step succeeds again. A thermometer that
+answers but is stuck, spiky or drifting is caught by `sensor_watch`.
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ from gateway.decision import (
     Override,
     RegistryEntry,
     VisitorRegistration,
+    crowd_decision,
     decide,
+    tailgate_decision,
 )
 from gateway.fever_flow import FeverFlow, decision_subject
 from gateway.journal import Journal, JournalWriteError
@@ -57,16 +65,20 @@ from gateway.override_target import WINDOW_S as OVERRIDE_WINDOW_S
 from gateway.override_target import refusal as override_refusal
 from gateway.passes import PassVerdict, verify
 from gateway.policy import Policy
-from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale
+from gateway.registry_copy import current_policy, load_keys, registry_entry, registry_stale, settings_under
 from gateway.screen.history import counts_today, restore_screen
+from gateway.sensor_watch import SignalFault, ThermometerWatch
+from gateway.staleness import journal_staleness
 from gateway.screen.state import ScreenState
-from gateway.thermometry import Reading, remeasure, sensor_fault, stable_reading, timed_out
+from gateway.thermometry import Reading, is_fever, remeasure, sensor_fault, stable_reading, timed_out
+from gateway.vehicles import VehicleException, decide_vehicle, plate_from_pass_id
 
 log = logging.getLogger(__name__)
 
 VIEW_GONE_S = 1.0  # a pass unseen this long has left the view
 PRESENCE_GONE_S = 1.0  # no stable reading this long: the person at the thermometer has left
 SAMPLE_SILENCE_S = 1.5  # no new thermometer sample for this long while measuring: a fault
+PERSON_FAULT_SHOWN_S = 300.0  # a fault in one person's path stays on the health panel this long
 
 
 @dataclass
@@ -128,7 +140,9 @@ class Checkpoint:
     listeners: list[Callable[[dict, Decision | None], None]] = field(default_factory=list)
     view_gone_s: float = VIEW_GONE_S
     presence_gone_s: float = PRESENCE_GONE_S
+    beam: Any = None  # optional pass-through beam (gateway/beam.py)
     fever: FeverFlow | None = None  # the fever cases (build_app wires one)
+    heartbeat: Callable[[], None] | None = None  # called after every step (gateway.watchdog)
 
     def __post_init__(self):
         self._lock = threading.RLock()
@@ -145,7 +159,16 @@ class Checkpoint:
         self._contexts: dict[int, _Context] = {}
         self.direction = self.settings.gate.direction if self.settings.gate.direction != "both" else "in"
         self.journal_error: str | None = None
+        # The loop's own fault, for the health panel: {"detail", "blocks", "at"}.
+        # One person's fault (`blocks` False) refuses that person only; a fault
+        # in every step (`blocks` True) pauses automatic entry until it passes.
+        self.fault: dict | None = None
+        self._unmarked_acts: list[int] = []  # acted on, but `actuated()` could not be written
+        self.sensor_watch = ThermometerWatch(self.settings.temperature)
         self.decisions = 0
+        self.unstaffed = False  # set by the staffing watch (gateway/staffing.py)
+        self.vehicle_waiting: dict | None = None  # the last vehicle pass scanned (gateway/vehicles.py)
+        self._crowd = False
         t = self.settings.temperature
         self._window_s = t.min_samples / t.sample_hz
         self._lookback_s = self._window_s + 2.0 / t.sample_hz
@@ -155,12 +178,62 @@ class Checkpoint:
     # --- the loop ---------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        """The fault boundary: nothing that goes wrong in a step stops the gate."""
         while not stop.is_set():
             try:
                 self.step()
             except DriverError as exc:  # a device failed mid-step: the health tick shows it
                 log.debug("step: %s", exc)
                 stop.wait(0.1)
+            except Exception as exc:  # noqa: BLE001 - the relay stays closed; the guard sees why
+                self._note_fault(exc, blocks=True)
+                stop.wait(0.1)
+            else:
+                if self.fault and self.fault["blocks"]:
+                    log.warning("the checkpoint loop runs again after: %s", self.fault["detail"])
+                    self.fault = None
+            if self.heartbeat is not None:  # the loop turned: the watchdog may ping
+                self.heartbeat()
+
+    def _note_fault(self, exc: BaseException, *, blocks: bool, who: str | None = None) -> None:
+        detail = (f"{who}: " if who else "") + f"{type(exc).__name__}: {exc}"[:300]
+        if self.fault is None or self.fault["detail"] != detail:  # log each new fault once, not every step
+            log.error("checkpoint fault (%s): %s", "automatic entry paused" if blocks else "one person refused",
+                      detail, exc_info=exc)
+        self.fault = {"detail": detail, "blocks": blocks, "at": self.mono()}
+
+    def _person_fault(self, exc: Exception, now: float) -> None:
+        """A fault in one person's path (a bad registry record, a full disk, a
+        bug): refuse that person automatically, log it, show it; the loop goes on."""
+        pending, self._pending = self._pending, None
+        text = pending.text if pending else self._visible_text
+        self._decided_text = text  # not retried until the pass leaves the view
+        self._presence_decided = True
+        verdict = pending.verdict if pending else None
+        if verdict is None and text:
+            try:
+                verdict = verify(text, self.keys, self.journal.trusted_now())
+            except Exception:  # noqa: BLE001
+                verdict = None
+        who = f"person {verdict.person_id}" if verdict and verdict.person_id else "checkpoint"
+        self._note_fault(exc, blocks=False, who=who)
+        direction = pending.direction if pending else self.direction
+        decision = Decision(
+            decision="deny", flagged=False, reasons=["internal_error"], guard_message="guard.internal_error",
+            public_message="public.see_staff", direction=direction, alert=True,
+            kind=verdict.kind if verdict else None, pass_id=verdict.pass_id if verdict else None,
+            person_id=verdict.person_id if verdict and verdict.signature_ok else None,
+            message_fields={"error": f"{type(exc).__name__}: {exc}"[:200]},
+        )
+        try:
+            event = self._commit(decision, kind="decision", operator=pending.operator if pending else None)
+        except Exception:  # noqa: BLE001 - even the refusal failed: the health panel still shows it
+            log.exception("could not log the refusal after a fault")
+            return
+        if event is not None and event.get("seq") is not None:
+            known = verdict if verdict and verdict.signature_ok else None
+            self._remember(event["seq"], _Context(text, known, None, None, None, direction, False,
+                                                  kind=known.kind if known else None, decided_at=now))
 
     def step(self, timeout: float = 0.1) -> None:
         """Process the next frame (or, without one, advance the timers)."""
@@ -175,13 +248,38 @@ class Checkpoint:
         elif self.camera.latest() is None:
             texts = self._last_texts = []  # camera down: nothing is in view
         with self._lock:
+            if self._one_at_a_time(texts):
+                return
             self._track_view(texts, now)
-            if self._pending is None and self._visible_text and self._visible_text != self._decided_text:
-                self._start(self._visible_text, now)
-            if self._pending is not None:
-                self._advance(now)
-            else:
-                self._watch_presence(now)
+            try:
+                if self._pending is None and self._visible_text and self._visible_text != self._decided_text:
+                    self._start(self._visible_text, now)
+                if self._pending is not None:
+                    self._advance(now)
+                else:
+                    self._watch_presence(now)
+            except DriverError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one person's fault must not stop the gate
+                if self._pending is None and self._visible_text is None:
+                    # Nobody identified (the presence watch failed): nothing to
+                    # refuse, and a refusal every step would flood the journal.
+                    raise
+                self._person_fault(exc, now)
+
+    def _one_at_a_time(self, texts: list[str]) -> bool:
+        """Two or more different passes in view: decide nobody, open nothing,
+        ask for one at a time (logged once per crowd). The person being
+        measured, if any, is not decided either."""
+        count = len(set(texts))
+        if count < 2:
+            self._crowd = False
+            return False
+        if not self._crowd:
+            self._crowd = True
+            self._pending = None
+            self._commit(crowd_decision(self.direction, count), kind="one_at_a_time")
+        return True
 
     def _track_view(self, texts: list[str], now: float) -> None:
         text = self._choose(texts)
@@ -204,6 +302,13 @@ class Checkpoint:
 
     def _start(self, text: str, now: float) -> None:
         verdict = verify(text, self.keys, self.journal.trusted_now())
+        if verdict.kind == "vehicle" and verdict.signature_ok:
+            # A vehicle pass is not a person's: it waits for the guard, who enters the occupants.
+            self.vehicle_waiting = {"text": text, "verdict": verdict, "plate": plate_from_pass_id(verdict.pass_id),
+                                    "household": verdict.person_id}
+            self.state.set_notice("vehicle.waiting", plate=self.vehicle_waiting["plate"] or "?")
+            self._decided_text = text
+            return
         entry, health_code = registry_entry(self.journal, verdict, self.journal.trusted_now())
         self._pending = _Pending(
             text=text, verdict=verdict, started=now, direction=self.direction, entry=entry,
@@ -215,6 +320,9 @@ class Checkpoint:
         ok, why = self.sampler.health()
         if not ok:
             return sensor_fault(why, mono_s=now)
+        signal = self.signal_fault(now)
+        if signal is not None:  # answering, but not measuring: no automatic entry on it
+            return sensor_fault(signal.detail, mono_s=now)
         samples = self.sampler.samples(pending.sample_from)
         newest_sample = samples[-1].mono_s if samples else None
         if now - pending.started > SAMPLE_SILENCE_S and (newest_sample is None or now - newest_sample > SAMPLE_SILENCE_S):
@@ -225,6 +333,11 @@ class Checkpoint:
         if final:
             return timed_out(samples, self.settings.temperature)
         return None
+
+    def signal_fault(self, now: float | None = None) -> SignalFault | None:
+        """A thermometer that answers but is stuck, erroring, spiky or drifting."""
+        now = self.mono() if now is None else now
+        return self.sensor_watch.fault(self.sampler.samples(), getattr(self.sampler, "bad_samples", 0), now)
 
     def _advance(self, now: float) -> None:
         pending = self._pending
@@ -264,19 +377,21 @@ class Checkpoint:
     def _moment(self, direction: str, now: float) -> GateMoment:
         trusted = self.journal.trusted_now()
         return GateMoment(site_id=self.settings.gate.site, direction=direction, now=trusted, mono_s=now,
-                          registry_stale=registry_stale(self.journal, self.settings, trusted))
+                          registry_stale=registry_stale(self.journal, self.settings, trusted),
+                          gate_id=self.settings.gate.id, unstaffed=self.unstaffed)
 
     def _decide_and_act(self, pending: _Pending, reading: Reading, now: float) -> None:
         used_reading: Any = reading
         if pending.remeasure_of is not None and pending.first_reading is not None and pending.first_reading.ok:
             used_reading = remeasure(pending.first_reading, reading if reading.ok else None, self.settings.temperature)
-        last_use = None
+        last_use = last_opposite = None
         if pending.verdict is not None and pending.verdict.pass_id and pending.remeasure_of is None:
             last_use = self._last_use.get((pending.verdict.pass_id, pending.direction))
+            last_opposite = self._last_use.get((pending.verdict.pass_id, _OPPOSITE.get(pending.direction)))
         decision = decide(
             pending.verdict, used_reading, pending.entry, self.policy, self._moment(pending.direction, now),
             threshold_c=self.settings.temperature.threshold_c, last_use_mono_s=last_use,
-            health_code=pending.health_code,
+            health_code=pending.health_code, last_opposite_mono_s=last_opposite,
         )
         detail = {"remeasure_of": pending.remeasure_of} if pending.remeasure_of else {}
         # One fever, one case: a person whose case is open is held by the case, not this reading.
@@ -350,7 +465,11 @@ class Checkpoint:
                 listener(event, decision)
             except Exception:  # noqa: BLE001 - a printer or stats hook must not stop the gate
                 log.exception("decision listener failed")
-        self.journal.actuated(event["seq"])
+        try:
+            self.journal.actuated(event["seq"])
+        except JournalWriteError as exc:  # the gate has acted; say so once the disk can write again
+            self.journal_error = str(exc)
+            self._unmarked_acts.append(event["seq"])
         if alarm and self.sync_trigger is not None:
             self.sync_trigger()  # a new fever goes to the server at once
         return event
@@ -359,6 +478,8 @@ class Checkpoint:
         try:
             if decision.admitted:
                 self.outputs.open_for(self.settings.outputs.open_s)
+                if self.beam is not None:
+                    self.beam.opened(self.settings.outputs.open_s)
             self.outputs.signal("fever" if alarm else decision.decision)
         except DriverError as exc:
             log.error("gate outputs failed: %s", exc)
@@ -435,6 +556,68 @@ class Checkpoint:
                 self._last_use[(decision.pass_id, decision.direction)] = now
             return event
 
+    def guard_refuse(self, operator: str, refusal: str, for_seq: int | None) -> dict:
+        """A refusal the guard enters with one tap (``no_mask``, ``refused_measurement``):
+        the person being measured, or else the one of decision `for_seq`, is
+        refused and logged with the operator. Any reading taken is kept."""
+        with self._lock:
+            now = self.mono()
+            pending, ctx = self._pending, self._contexts.get(for_seq) if for_seq else None
+            self._pending = None
+            source = pending or ctx
+            reading = None
+            if refusal != "refused_measurement":
+                reading = stable_reading(self.sampler.samples(now - self._lookback_s), self.settings.temperature)
+                reading = reading or (ctx.reading if ctx and not pending else None)
+            direction = source.direction if source else self.direction
+            decision = decide(
+                source.verdict if source else None, reading, source.entry if source else None, self.policy,
+                self._moment(direction, now), threshold_c=self.settings.temperature.threshold_c,
+                health_code=source.health_code if source else None, guard_refusal=refusal,
+            )
+            event = self._commit(decision, kind="decision", operator=operator,
+                                 extra_detail={"guard_refusal": refusal, "for_seq": for_seq})
+            if pending is not None:
+                self._decided_text = pending.text  # still in view: not decided again
+            if event is None:
+                raise JournalWriteError(self.journal_error or "journal unavailable")
+            return event
+
+    def vehicle_passage(self, operator: str, plate: str, occupants: list, direction: str,
+                        exception_reason: str = "") -> dict:
+        """A vehicle at the lane: the scanned vehicle pass (if it is this plate's), the
+        occupants' temperatures, decided by `vehicles.decide_vehicle`; one ledger event."""
+        with self._lock:
+            waiting = self.vehicle_waiting if self.vehicle_waiting and self.vehicle_waiting["plate"] == plate else None
+            verdict = waiting["verdict"] if waiting else None
+            revoked = bool(verdict and verdict.pass_id and self.journal.registry_get("revocation", verdict.pass_id))
+            exception = VehicleException(operator, exception_reason) if exception_reason else None
+            decision, ledger = decide_vehicle(
+                verdict, plate, occupants, self.policy, self._moment(direction, self.mono()),
+                threshold_c=self.settings.temperature.threshold_c, revoked=revoked, exception=exception)
+            event = self._commit(decision, kind="vehicle", operator=operator, extra_detail=ledger)
+            if event is None:
+                raise JournalWriteError(self.journal_error or "journal unavailable")
+            if waiting:
+                self.vehicle_waiting = None
+            for i, occupant in enumerate(occupants):  # each feverish occupant is a fever case of their own
+                if occupant.body_c is not None and is_fever(occupant.body_c, self.settings.temperature.threshold_c):
+                    self.fever.hand_recorded(source="vehicle_form", body_c=occupant.body_c, operator=operator,
+                                             name=occupant.name or plate, subject=f"vehicle:{plate}:{i}",
+                                             trigger_seq=event["seq"])
+            return event
+
+    def thermometer_now(self) -> Reading | None:
+        """The thermometer's steady reading right now (a vehicle occupant held up to it), if any."""
+        with self._lock:
+            reading = stable_reading(self.sampler.samples(self.mono() - self._lookback_s), self.settings.temperature)
+            return reading if reading is not None and reading.ok else None
+
+    def log_tailgate(self, breaks: int) -> dict | None:
+        """The beam broke `breaks` times in one opening: logged as an incident."""
+        with self._lock:
+            return self._commit(tailgate_decision(self.direction), kind="tailgate", extra_detail={"breaks": breaks})
+
     def request_remeasure(self, operator: str, for_seq: int | None) -> dict:
         """Measure the person of decision `for_seq` again; the result is a new decision."""
         with self._lock:
@@ -500,6 +683,13 @@ class Checkpoint:
             self.sync_trigger()
         return case
 
+    def mark_unmarked_acts(self) -> None:
+        """After a write failure: record the acts whose `actuated()` could not be written."""
+        with self._lock:
+            while self._unmarked_acts:
+                self.journal.actuated(self._unmarked_acts[0])
+                self._unmarked_acts.pop(0)
+
     # --- health -------------------------------------------------------------------------
 
     def health(self, sync_status: dict | None = None) -> dict[str, dict]:
@@ -513,14 +703,26 @@ class Checkpoint:
             free, low = None, True
             self.journal_error = self.journal_error or str(exc)
         return {
-            "thermometer": healthmod.device(therm_ok, therm_why, "health.thermometer.fault"),
+            "thermometer": healthmod.thermometer(therm_ok, therm_why, self.signal_fault() if therm_ok else None),
             "camera": healthmod.device(cam_ok, cam_why, "health.camera.fault"),
             "disk": healthmod.disk(free, low, self.journal_error),
-            "clock": healthmod.clock(kernel_clock_synced()),
-            "registry": healthmod.registry(self.journal.registry_synced_at(), healthmod.utcnow(),
-                                           s.sync.staleness_limit_h if s.sync else None),
+            "checkpoint": healthmod.checkpoint(self._current_fault()),
+            "clock": healthmod.clock(kernel_clock_synced(), self.journal.clock_refused()),
+            "registry": healthmod.registry_status(
+                journal_staleness(self.journal, s.sync.staleness_limit_h if s.sync else None),
+                self.journal.registry_synced_at(), configured=s.sync is not None),
             "sync": healthmod.sync(s.sync is not None, self.journal.pending_count(), sync_status),
         }
+
+
+    def _current_fault(self) -> dict | None:
+        fault = self.fault
+        if fault and not fault["blocks"] and self.mono() - fault["at"] > PERSON_FAULT_SHOWN_S:
+            self.fault = fault = None
+        return fault
+
+
+_OPPOSITE = {"in": "out", "out": "in"}
 
 
 def _iso_now() -> str:
@@ -543,6 +745,7 @@ class App:
     actions: Any
     screen: Any
     sync_worker: Any = None
+    gate_watch: Any = None  # staffing, disinfection, posted rules (gateway/gate_watch.py)
     stop_event: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _jpeg: tuple[int, bytes | None] = (0, None)
@@ -577,6 +780,8 @@ class App:
         _quietly(self.sampler.stop)
         _quietly(self.hardware.camera.stop)
         _quietly(self.hardware.outputs.close)
+        if self.checkpoint.beam is not None:
+            _quietly(self.checkpoint.beam.close)
         _quietly(self.journal.close)
         self._started = False
 
@@ -619,9 +824,9 @@ class App:
         return jpeg
 
     def _run_checkpoint(self) -> None:
-        """The loop thread. A bug that escapes the loop stops the whole kiosk
-        (relay closed, exit status 70) so systemd restarts it, instead of a
-        screen that looks alive while nobody is being checked."""
+        """The loop thread. `Checkpoint.run` turns every fault into one the
+        guard sees and goes on; only what escapes even that (a bug in the
+        boundary itself) stops the kiosk (relay closed, exit status 70)."""
         try:
             self.checkpoint.run(self.stop_event)
         except BaseException as exc:
@@ -648,6 +853,8 @@ class App:
             if tick % 30 == 0:
                 self.state.set_counts(counts_today(self.journal))
                 self._refresh_registry()
+            if self.gate_watch is not None:  # after the policy refresh: staffing, disinfection, posted rules
+                _quietly(self.gate_watch.tick)
             if tick % 10 == 0 and self.checkpoint.journal_error:
                 self.probe_journal()
             if tick % 3600 == 1800:
@@ -658,6 +865,7 @@ class App:
         """After a write failure: can the journal write again? (Clears the fault on screen.)"""
         try:
             self.journal.set_meta("write_probe", _iso_now())
+            self.checkpoint.mark_unmarked_acts()
         except JournalWriteError:
             return
         log.warning("journal writable again")
@@ -672,6 +880,7 @@ class App:
             if policy.version != self.checkpoint.policy.version:
                 log.info("policy version %d (%s) now in force", policy.version, policy.name)
             self.checkpoint.policy = policy
+            self.checkpoint.settings = settings_under(policy, self.settings)
         self.state.policy.update(enforcement=policy.enforcement, visitor_mode=policy.visitor_mode)
 
 
@@ -702,6 +911,8 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     """
     from drivers.qr import Scanner
     from drivers.thermometer import ThermometerSampler
+    from gateway.beam import PassThroughBeam
+    from gateway.gate_watch import GateRulesWatch
     from gateway.screen.actions import GuardActions
     from gateway.screen.app import ScreenDeps, create_app
 
@@ -726,7 +937,7 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     restore_screen(state, journal, policy)
     sync_worker = start_sync(settings, journal) if enable_sync else None
     checkpoint = Checkpoint(
-        settings=settings, journal=journal, camera=hardware.camera, sampler=sampler,
+        settings=settings_under(policy, settings), journal=journal, camera=hardware.camera, sampler=sampler,
         scanner=Scanner(settings.qr.backend), outputs=hardware.outputs, state=state, keys=keys, policy=policy,
         sync_trigger=getattr(sync_worker, "trigger", None),
     )
@@ -734,9 +945,13 @@ def build_app(settings: Settings, *, hardware=None, clock=None, enable_sync: boo
     actions = GuardActions(journal=journal, state=state, control=checkpoint, gate_id=settings.gate.id,
                            pin=settings.screen.pin, threshold_c=t.threshold_c,
                            visitor_mode=lambda: checkpoint.policy.visitor_mode)
+    checkpoint.beam = PassThroughBeam.from_settings(settings.outputs, hardware.outputs, checkpoint.log_tailgate,
+                                                    pin_factory=hardware.outputs.relay.pin_factory)
     actions.restore_shift()
     app = App(settings=settings, journal=journal, hardware=hardware, sampler=sampler, checkpoint=checkpoint,
               state=state, actions=actions, screen=None, sync_worker=sync_worker)
+    app.gate_watch = GateRulesWatch(settings=settings, journal=journal, state=state, checkpoint=checkpoint,
+                                    actions=actions, sync_trigger=getattr(sync_worker, "trigger", None))
     app.screen = create_app(ScreenDeps(state=state, actions=actions, pin=settings.screen.pin,
                                        language=settings.screen.language, camera_jpeg=app.camera_jpeg))
     return app

@@ -101,6 +101,45 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "系统异常：请人工核验，必要时手动放行",
         "en": "System error: check by hand; override if needed",
     },
+    # gate rules from the notices (issue 12)
+    "guard.gate_closed": {
+        "zh": "本出入口已关闭：请引导至{open_entrance}",
+        "en": "This entrance is closed: direct people to {open_entrance}",
+    },
+    "guard.unstaffed": {
+        "zh": "无人值守：自动通行已暂停，请值守人员签到",
+        "en": "Nobody on duty: automatic entry paused until a guard signs in",
+    },
+    "guard.no_mask": {"zh": "未佩戴口罩，不予进入（已记录）", "en": "No mask: refused (logged)"},
+    "guard.refused_measurement": {
+        "zh": "拒绝测温，不予进入（已记录）",
+        "en": "Refused to be measured: refused (logged)",
+    },
+    "guard.one_at_a_time": {
+        "zh": "画面中有{count}张通行证：请逐一通过，未放行",
+        "en": "{count} passes in view: one at a time; nobody admitted",
+    },
+    "guard.tailgate": {
+        "zh": "尾随：一次开闸有多人通过，已记录",
+        "en": "Tailgating: more than one person passed one opening (logged)",
+    },
+    "guard.vehicle_admit": {"zh": "车辆放行", "en": "Vehicle admitted"},
+    "guard.vehicle_fever": {
+        "zh": "车内人员体温异常：车辆不予放行，请复测并上报",
+        "en": "An occupant's temperature is elevated: vehicle stopped; re-measure and report",
+    },
+    "guard.vehicle_outside": {
+        "zh": "外来车辆不得进入；特殊情况须登记例外原因",
+        "en": "Outside vehicles may not enter; a special case needs a logged exception",
+    },
+    "guard.vehicle_exception": {
+        "zh": "外来车辆已按例外放行并记录",
+        "en": "Outside vehicle admitted as an exception (logged)",
+    },
+    "guard.vehicle_no_pass": {
+        "zh": "车辆通行证无效或与车牌不符",
+        "en": "Vehicle pass invalid or does not match the plate",
+    },
     # --- public display -------------------------------------------------------
     "public.welcome": {"zh": "请通行", "en": "Please go ahead"},
     "public.goodbye": {"zh": "请通行，注意防护", "en": "Please go ahead; stay safe"},
@@ -123,6 +162,13 @@ MESSAGES: dict[str, dict[str, str]] = {
     "public.passback": {"zh": "该通行证刚刚已使用", "en": "This pass was just used"},
     "public.visitor_register": {"zh": "访客请到工作人员处登记", "en": "Visitors: please register with the staff"},
     "public.visitors_refused": {"zh": "谢绝访客", "en": "No visitors"},
+    "public.gate_closed": {
+        "zh": "本出入口已关闭，请走{open_entrance}",
+        "en": "This entrance is closed; please use {open_entrance}",
+    },
+    "public.wear_mask": {"zh": "请佩戴口罩", "en": "Please wear a mask"},
+    "public.one_at_a_time": {"zh": "请逐一通过", "en": "One at a time, please"},
+    "public.vehicle_outside": {"zh": "外来车辆禁止入内", "en": "No outside vehicles"},
     "public.courier": {
         "zh": "快递外卖请放至{dropoff}，谢谢",
         "en": "Please leave parcels and food at {dropoff}, thank you",

@@ -53,6 +53,7 @@ KIND_CODES: dict[str, int] = {
     "volunteer": 3,  # one-day shift volunteers (SPEC rule 14)
     "visitor": 4,
     "courier": 5,  # delivery riders: never admitted, pointed to the drop-off
+    "vehicle": 6,  # a community vehicle: pass_id carries the plate, person_id the household (gateway/vehicles.py)
 }
 KINDS: tuple[str, ...] = tuple(KIND_CODES)
 _KIND_BY_CODE = {code: kind for kind, code in KIND_CODES.items()}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,6 +48,38 @@ class HealthCodeRules(BaseModel):
     red: HealthAction = "deny"
 
 
+GateId = Annotated[str, Field(min_length=1, max_length=64)]
+_CLOCK_TIME = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class StaffingRules(BaseModel):
+    """No entrance without anyone on duty (L607 严禁出现无人值守的出入口)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    shift_h: float = Field(12.0, gt=0, le=24, description="A guard's sign-in lasts one shift of this length")
+    handover_warning_min: float = Field(
+        30.0, ge=0, le=240, description="The screen asks for the hand-over this long before the shift ends"
+    )
+    unstaffed_grace_min: float = Field(
+        5.0, ge=0, le=240, description="Nobody on duty longer than this raises the unstaffed alarm"
+    )
+    unattended: Literal["screen", "refuse"] = Field(
+        "screen",
+        description="While unstaffed: screen (keep screening residents automatically) or refuse "
+        "(no automatic entry until a guard signs in)",
+    )
+
+
+class VehicleRules(BaseModel):
+    """Vehicles (L607 人车分流, L1123 车辆凭证出入, L1125 外来车辆原则上不得进入)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    vehicle_gates: list[GateId] = Field([], description="Gate ids that run as vehicle lanes")
+    outside: Literal["deny"] = Field(
+        "deny", description="Outside vehicles are refused; the guard may make a logged exception"
+    )
+
+
 class Policy(BaseModel):
     """One version of a site's entry policy."""
 
@@ -60,6 +92,13 @@ class Policy(BaseModel):
         "hard",
         description="hard: fever or a sensor failure keeps the gate shut (guard may override); "
         "soft: admit, flag and alert",
+    )
+    # Set on the registry's site policy page (issue 9); None keeps the kiosk's [temperature] config.
+    threshold_c: float | None = Field(
+        None, ge=34.0, le=39.0, description="Fever threshold, body-equivalent, inclusive (default: the config's)"
+    )
+    offset_c: float | None = Field(
+        None, ge=-2.0, le=5.0, description="Skin-to-body compensation (default: the config's)"
     )
     visitor_mode: Literal["register", "deny"] = Field(
         "deny",
@@ -87,9 +126,66 @@ class Policy(BaseModel):
     check_temperature_on_exit: bool = Field(
         False, description="Also enforce the temperature rules on the way out"
     )
+    # --- gate rules from the notices (issue 12) ---
+    level: str | None = Field(None, max_length=40, description="The escalation preset this policy started from")
+    mask_required: bool = Field(False, description="Entry needs a mask (L1123; level 2 and up, L557)")
+    health_code_blocks_exit: bool = Field(
+        True, description="Yellow and red codes may not go out (home observation, L1732, L1129)"
+    )
+    closed_gates: list[GateId] = Field([], description="Gates closed by the community (L607): refuse everyone")
+    open_entrance: LocalText = Field(
+        LocalText(zh="小区正门", en="the main entrance"),
+        description="Where the open entrance is; shown at a closed gate",
+    )
+    unit_door_gates: list[GateId] = Field([], description="Gates that are unit (building) doors")
+    unit_doors: Literal["open", "members_only"] = Field(
+        "open", description="members_only: unit doors admit only residents, staff and volunteers (level 3)"
+    )
+    staffing: StaffingRules = StaffingRules()
+    disinfection_times: list[Annotated[str, Field(pattern=_CLOCK_TIME)]] = Field(
+        [], max_length=24,
+        description="Beijing times (HH:MM) the thermometer is disinfected (L613 定时消毒); "
+        "none: no reminders (the level presets set three a day)",
+    )
+    disinfection_overdue_min: float = Field(30.0, ge=1, le=240, description="Due this long: overdue")
+    vehicles: VehicleRules = VehicleRules()
+    # --- posted at the gate (L605, L422) ---
+    duty_person: str = Field("", max_length=40, description="The person responsible (责任人)")
+    duty_phone: str = Field("", max_length=20, description="The duty phone (值守电话)")
+    posted_rules: list[Annotated[str, Field(max_length=200)]] = Field(
+        [], max_length=10, description="Extra lines posted at the gate"
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
+
+
+# Escalation levels (L537-563): the community picks one by name, then may
+# still change any field ("preset": "level-2", "visitor_mode": "deny").
+TIMES_A_DAY = ["08:00", "14:00", "20:00"]
+PRESETS: dict[str, dict] = {
+    # (一) no case in the community: keep imports out (外防输入); 1 Feb visitor rule.
+    "level-1": {"visitor_mode": "register", "mask_required": False, "disinfection_times": TIMES_A_DAY},
+    # (二) a case in the community: masks on when going in and out (L557).
+    "level-2": {"visitor_mode": "register", "mask_required": True, "disinfection_times": TIMES_A_DAY},
+    # (三) community transmission: visitors refused unless filed (9 Feb rule, L1125),
+    # unit doors for members only (L1123), health code required.
+    "level-3": {"visitor_mode": "deny", "mask_required": True, "unit_doors": "members_only",
+                "disinfection_times": TIMES_A_DAY,
+                "health_code": {"required": True, "yellow": "guard", "red": "deny"}},
+}
+
+
+def apply_preset(data: dict) -> dict:
+    """A policy document with its `preset` expanded: the preset's fields
+    first, then every field the document gives itself."""
+    if "preset" not in data:
+        return data
+    data = dict(data)
+    name = data.pop("preset")
+    if name not in PRESETS:
+        raise PolicyError(f"preset = {name!r}: must be one of {', '.join(PRESETS)}")
+    return {**PRESETS[name], "level": name, **data}
 
 
 class PolicyError(ValueError):
@@ -111,7 +207,9 @@ def parse_policy(data: str | bytes | dict, source: str = "policy") -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: a policy must be a JSON object")
     try:
-        return Policy.model_validate(data)
+        return Policy.model_validate(apply_preset(data))
+    except PolicyError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

@@ -3,7 +3,8 @@
 - `registry_entry()`: a verified pass's person, revocation, home observation,
   health-code colour and filed visitor case, as `decision.RegistryEntry`;
 - `load_keys()`: issuer keys from the config plus those the registry pushed;
-- `current_policy()`: the config's policy unless the registry pushed a newer one.
+- `current_policy()`: the config's policy unless the registry pushed a newer one;
+- `settings_under()`: the config with the policy's threshold and offset in force.
 """
 
 from __future__ import annotations
@@ -17,26 +18,58 @@ from gateway.decision import RegistryEntry
 from gateway.journal import Journal
 from gateway.passes import PassVerdict, load_public_keys
 from gateway.policy import Policy, PolicyError, newest, parse_policy, policy_from_settings
-from sync.protocol import SNAPSHOT_IN_PROGRESS
+from gateway.staleness import registry_staleness
+from pydantic import ValidationError
+from sync.protocol import registry_payload
 
 log = logging.getLogger(__name__)
 
 CHINA_TZ = timezone(timedelta(hours=8))  # registry dates (observation_until) are local dates
 
 
+class BadRegistryRecord(ValueError):
+    """A registry record the kiosk cannot read safely (not an object, an
+    unreadable observation date). The loop refuses that person automatically
+    and shows the guard why; everyone else goes on."""
+
+
+def _record(journal: Journal, entity: str, entity_id: str) -> dict | None:
+    """The record as `sync.protocol`'s payload model for its entity, as a dict; None if absent."""
+    payload = journal.registry_get(entity, entity_id)
+    if payload is None:
+        return None
+    if not isinstance(payload, dict):
+        raise BadRegistryRecord(f"registry {entity} {entity_id} is not an object ({type(payload).__name__})")
+    try:
+        return registry_payload(entity, payload).model_dump()
+    except ValidationError as exc:
+        raise BadRegistryRecord(f"registry {entity} {entity_id}: {_short(exc)}") from None
+
+
+def _short(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
+
+
 def registry_entry(journal: Journal, verdict: PassVerdict | None, now: datetime) -> tuple[RegistryEntry | None, str | None]:
     """What the registry copy says about a verified pass: (entry, health code)."""
     if verdict is None or not verdict.signature_ok or not verdict.person_id:
         return None, None
-    person = journal.registry_get("person", verdict.person_id)
+    person = _record(journal, "person", verdict.person_id)
     revoked = journal.registry_get("revocation", verdict.pass_id) is not None if verdict.pass_id else False
-    case = journal.registry_get("visitor_case", verdict.person_id) if verdict.kind == "visitor" else None
-    if case and case.get("valid_until") and _parse_until(case["valid_until"]) <= now:
-        case = None
+    case = _record(journal, "visitor_case", verdict.person_id) if verdict.kind == "visitor" else None
+    if case and case.get("valid_until"):
+        case_until = _parse_until(case["valid_until"])
+        if case_until is None or case_until <= now:  # unreadable: not honoured (fail closed)
+            case = None
     if person is None and not revoked and case is None:
         return None, None
     person = person or {}
     until = _parse_until(person.get("observation_until"))
+    if until is None and person.get("observation_until") and person.get("status") != "moved_out":
+        # Dropping an unreadable end of home observation would admit the person.
+        raise BadRegistryRecord(f"registry person {verdict.person_id}: observation_until "
+                                f"{str(person.get('observation_until'))[:40]!r} is not a date")
     status = "active"
     if person.get("status") == "moved_out":
         status = "moved_out"
@@ -63,8 +96,10 @@ def _parse_until(value: Any) -> datetime | None:
         if isinstance(value, str) and len(value) == 10:
             day = date.fromisoformat(value)
             return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ) + timedelta(days=1)
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
+        if not isinstance(value, str):
+            raise ValueError("not a string")
+        moment = datetime.fromisoformat(value)
+    except (ValueError, OverflowError):
         log.warning("registry date %r is not ISO 8601; ignored", value)
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
@@ -77,12 +112,8 @@ def registry_stale(journal: Journal, settings: Settings, now: datetime) -> bool:
     the registry entries it was given. A copy never synced, or stopped in
     the middle of a snapshot, is stale: it may lack revocations.
     """
-    if settings.sync is None:
-        return False
-    synced_at = journal.registry_synced_at()
-    if synced_at is None or journal.registry_cursor() == SNAPSHOT_IN_PROGRESS:
-        return True
-    return now - synced_at > timedelta(hours=settings.sync.staleness_limit_h)
+    limit = settings.sync.staleness_limit_h if settings.sync is not None else None
+    return registry_staleness(journal.registry_synced_at(), journal.registry_cursor(), now, limit) is not None
 
 
 def load_keys(settings: Settings, journal: Journal) -> dict:
@@ -95,7 +126,7 @@ def load_keys(settings: Settings, journal: Journal) -> dict:
     for kid, payload in journal.registry_all("key").items():
         try:
             key = load_pem_public_key(str(payload.get("public_pem", "")).encode())
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, AttributeError):
             log.warning("registry key %s is not a PEM public key; ignored", kid)
             continue
         if isinstance(key, Ed25519PublicKey):
@@ -111,6 +142,15 @@ def current_policy(settings: Settings, journal: Journal) -> Policy:
         return local
     try:
         return newest(local, parse_policy(pushed, source="registry policy"))
-    except PolicyError as exc:
-        log.warning("%s", exc)
+    except (PolicyError, ValueError, TypeError, AttributeError) as exc:  # a bad push never stops the kiosk
+        log.warning("registry policy ignored: %s", exc)
         return local
+
+
+def settings_under(policy: Policy, settings: Settings) -> Settings:
+    """The kiosk's settings with the policy's fever threshold and skin offset,
+    where the registry's site policy sets them (None keeps the config's)."""
+    update = {k: getattr(policy, k) for k in ("threshold_c", "offset_c") if getattr(policy, k, None) is not None}
+    if not update:
+        return settings
+    return settings.model_copy(update={"temperature": settings.temperature.model_copy(update=update)})

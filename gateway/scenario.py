@@ -33,11 +33,17 @@ should know (people, revocations), with dates relative to today (`+14d`)::
     name: Returnee
     registry:
       person:
-        r-301: {name: 赵女士, unit: 5-1-302, observation_until: +14d, returnee: true}
+        r-301: {name: 赵女士, unit: 5-1-302, observation_until: +13d, returnee: true}
       revocation:
         p-r-105: {reason: lost}
     arrivals:
       - {at: 0, qr: {pass: {person: r-301}}, object_c: 36.3, direction: out}
+
+Gate rules (issue 12): `also: [<qr>, ...]` shows more passes in the same
+frame (one at a time), `guard: no_mask | refused_measurement` has the guard
+refuse the person while they are measured, and `vehicle: {plate, occupants:
+[36.5, 37.5], driver, exception}` is a vehicle the guard enters at a vehicle
+lane (with `qr` its vehicle pass, `kind: vehicle, id: BJ-A12345`, or null).
 
 An arrival may also carry a `note` for people reading the file and an
 `expect` (`{decision: deny, reasons: [fever], flagged: true}`): what it should
@@ -81,7 +87,7 @@ class _Strict(BaseModel):
 
 class PassTemplate(_Strict):
     person: str = Field(min_length=1, max_length=32)
-    kind: Literal["resident", "staff", "volunteer", "visitor", "courier"] = "resident"
+    kind: Literal["resident", "staff", "volunteer", "visitor", "courier", "vehicle"] = "resident"
     id: str | None = Field(None, min_length=1, max_length=32)
     site: str | None = Field(None, min_length=1, max_length=32)
     from_days: float = Field(-1.0, ge=-3650, le=3650)
@@ -107,6 +113,16 @@ class Expect(_Strict):
     flagged: bool = False
 
 
+class VehicleArrival(_Strict):
+    """A vehicle at a vehicle lane: the plate the guard reads, each occupant's
+    temperature as the guard enters it, and an exception reason for an outside vehicle."""
+
+    plate: str = Field(min_length=1, max_length=12)
+    occupants: list[float] = Field(min_length=1, max_length=9)
+    driver: str = Field("", max_length=40)
+    exception: str = Field("", max_length=200)
+
+
 class Arrival(_Strict):
     at: float = Field(ge=0, le=7 * 86400, description="Seconds from the start")
     qr: str | _TemplateBox | None = Field(None, description="Pass text, a pass template, or null")
@@ -114,6 +130,15 @@ class Arrival(_Strict):
     ambient_c: float = Field(DEFAULT_AMBIENT_C, ge=-40, le=125)
     sensor: Literal["ok", "fault"] = "ok"
     direction: Literal["in", "out"] | None = None
+    also: list[str | _TemplateBox] = Field(
+        [], max_length=4, description="More passes shown in the same frame (a crowd at the gate)"
+    )
+    guard: Literal["no_mask", "refused_measurement"] | None = Field(
+        None, description="The guard refuses this person with one tap while they are measured"
+    )
+    vehicle: VehicleArrival | None = Field(
+        None, description="A vehicle (qr: its vehicle pass, or null for an outside vehicle); the guard enters it"
+    )
     note: str = Field("", max_length=200, description="What this arrival shows (for people reading the file)")
     expect: Expect | None = Field(None, description="Optional: the decision this arrival should get")
 
@@ -121,7 +146,7 @@ class Arrival(_Strict):
     def _temperature(self):
         if self.sensor == "fault" and self.object_c is not None:
             raise ValueError('give object_c or sensor: "fault", not both')
-        if self.sensor == "ok" and self.object_c is None:
+        if self.sensor == "ok" and self.object_c is None and self.vehicle is None:
             raise ValueError('object_c is required (or sensor: "fault")')
         if isinstance(self.qr, str) and len(self.qr) > 4096:
             raise ValueError("qr text longer than 4096 characters cannot be put in a QR code")
@@ -130,6 +155,10 @@ class Arrival(_Strict):
     @property
     def template(self) -> PassTemplate | None:
         return self.qr.pass_ if isinstance(self.qr, _TemplateBox) else None
+
+    @property
+    def uses_templates(self) -> bool:
+        return self.template is not None or any(isinstance(q, _TemplateBox) for q in self.also)
 
 
 class _ScenarioDoc(_Strict):
@@ -203,6 +232,14 @@ def _problem(name: str, err: dict) -> str:
 # --- relative dates in registry entries -----------------------------------------------------
 
 _RELATIVE = re.compile(r"^([+-]\d{1,4})d$")
+BEIJING = timezone(timedelta(hours=8))
+
+
+def beijing_today(now: datetime | None = None) -> date:
+    """Today in Beijing: the kiosk reads registry dates as Beijing dates
+    (gateway.registry_copy), so `+0d` must mean the same day, whatever the
+    host's time zone (between 16:00 and 24:00 UTC it is already tomorrow)."""
+    return (now or datetime.now(timezone.utc)).astimezone(BEIJING).date()
 
 
 def resolve_registry(registry: dict[str, dict[str, dict]], today: date) -> list[dict]:
@@ -293,15 +330,22 @@ class DemoIssuer:
         return text
 
 
-def pass_texts(scenario: Scenario, settings) -> list[str | None]:
-    """The QR text each arrival shows, signing templates as needed."""
-    issuer = DemoIssuer.for_settings(settings) if any(a.template for a in scenario.arrivals) else None
+def pass_texts(scenario: Scenario, settings) -> list[str | tuple[str, ...] | None]:
+    """The QR text each arrival shows, signing templates as needed (a tuple
+    when several passes are in the same frame)."""
+    issuer = DemoIssuer.for_settings(settings) if any(a.uses_templates for a in scenario.arrivals) else None
+
+    def one(qr):
+        if isinstance(qr, _TemplateBox):
+            return issuer.sign(qr.pass_)
+        return qr if isinstance(qr, str) else None
+
     texts = []
     for arrival in scenario.arrivals:
-        if arrival.template is not None:
-            texts.append(issuer.sign(arrival.template))
-        else:
-            texts.append(arrival.qr if isinstance(arrival.qr, str) else None)
+        text = one(arrival.qr)
+        if arrival.also:
+            text = tuple(t for t in (text, *(one(q) for q in arrival.also)) if t is not None)
+        texts.append(text)
     return texts
 
 
@@ -337,7 +381,7 @@ class ScenarioPlayer:
     def seed_registry(self) -> None:
         if self.scenario.registry:
             journal = self.app.journal
-            today = datetime.now().astimezone().date()
+            today = beijing_today()
             journal.apply_registry_page(resolve_registry(self.scenario.registry, today),
                                         journal.registry_cursor() or "")
 
@@ -384,10 +428,36 @@ class ScenarioPlayer:
             hw.thermometer.set_absent(True)
         else:
             hw.thermometer.set_absent(False)
-            hw.thermometer.set(arrival.object_c, arrival.ambient_c)
+            # A vehicle's occupants are measured by the guard: the kiosk's thermometer sees the room.
+            object_c = arrival.object_c if arrival.object_c is not None else DEFAULT_AMBIENT_C - 1.0
+            hw.thermometer.set(object_c, arrival.ambient_c)
         hw.camera.show(self.texts[index])
         if self.on_arrival:
             self.on_arrival(index, arrival)
+        if arrival.guard:
+            self._guard_refuses(arrival.guard)
+        if arrival.vehicle:
+            self._vehicle(arrival)
+
+    def _vehicle(self, arrival: Arrival) -> None:
+        """The guard enters the vehicle once its pass (if any) has been read."""
+        from gateway.vehicles import Occupant
+
+        checkpoint = self.app.checkpoint
+        v = arrival.vehicle
+        limit = time.monotonic() + self.app.settings.temperature.reading_timeout_s
+        while arrival.qr is not None and checkpoint.vehicle_waiting is None and time.monotonic() < limit:
+            time.sleep(0.02)
+        occupants = [Occupant(body_c=t, name=v.driver if i == 0 else "") for i, t in enumerate(v.occupants)]
+        checkpoint.vehicle_passage("simulator", v.plate, occupants, checkpoint.direction, v.exception)
+
+    def _guard_refuses(self, refusal: str) -> None:
+        """The guard taps the refusal once the person is being measured."""
+        checkpoint = self.app.checkpoint
+        limit = time.monotonic() + self.app.settings.temperature.reading_timeout_s
+        while checkpoint._pending is None and time.monotonic() < limit:
+            time.sleep(0.02)
+        checkpoint.guard_refuse("simulator", refusal, None)
 
     def _wait_for_decision(self, stop: threading.Event) -> bool:
         limit = time.monotonic() + self.app.settings.temperature.reading_timeout_s + 3.0

@@ -25,7 +25,9 @@ Retry-After. An outage is logged once when it starts and once when it ends.
 
 from __future__ import annotations
 
+import functools
 import gzip
+import json
 import logging
 import random
 import threading
@@ -34,16 +36,25 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
 from gateway.config import Settings, read_token
 from gateway.journal import Journal, JournalWriteError
+from gateway.staleness import journal_staleness
 from sync.protocol import (
     API_PREFIX,
+    EVENT_FIELDS,
     MAX_BATCH_EVENTS,
     MAX_REGISTRY_PAGE,
     SERVER_TIME_HEADER,
     SNAPSHOT_IN_PROGRESS,
+    DivergedReply,
+    EventResult,
+    GapReply,
+    RegistryPage,
+    SnapshotPage,
+    UploadReply,
     etag_for,
     event_for_wire,
 )
@@ -58,6 +69,9 @@ ANCHOR_EVERY_SYNCED_S = 3600.0
 ANCHOR_SKEW_S = 5.0
 MAX_BATCHES_PER_PASS = 2000
 ANCHOR_META = "sync_last_anchor"
+# Journal columns stored as JSON text and as 0/1 (see gateway.journal._decode).
+_JSON_FIELDS = ("reasons", "detail")
+_FLAG_FIELDS = ("flagged", "clock_synced")
 
 
 class SyncError(Exception):
@@ -82,6 +96,11 @@ class AuthRefused(SyncError):
 
 class ProtocolError(SyncError):
     """The server refused the request itself: a bug or a version mismatch."""
+
+
+@functools.cache
+def _adapter(model) -> TypeAdapter:
+    return TypeAdapter(model)  # built once per reply type: building one costs milliseconds
 
 
 def _retry_after(resp: httpx.Response) -> float:
@@ -152,14 +171,12 @@ class SyncClient:
         return resp
 
     @staticmethod
-    def _json(resp: httpx.Response) -> dict[str, Any]:
+    def _parse(model, resp: httpx.Response):
+        """The reply as its `sync.protocol` model: the one shape both ends use."""
         try:
-            data = resp.json()
-        except ValueError as exc:
-            raise ServerUnavailable(f"unreadable reply ({resp.status_code}): {exc}") from exc
-        if not isinstance(data, dict):
-            raise ServerUnavailable(f"unexpected reply ({resp.status_code})")
-        return data
+            return _adapter(model).validate_json(resp.content)
+        except ValidationError as exc:
+            raise ServerUnavailable(f"unexpected reply ({resp.status_code}): {str(exc)[:300]}") from exc
 
     def _note_server_time(self, resp: httpx.Response) -> None:
         server_time = _parse_time(resp.headers.get(SERVER_TIME_HEADER))
@@ -180,21 +197,47 @@ class SyncClient:
 
     # --- upload ----------------------------------------------------------------
 
-    def _encode(self, events: list[dict]) -> tuple[int, int, bytes] | None:
-        """The contiguous prefix of `events` as (first_seq, last_seq, request body)."""
-        if not events:
+    def _encode(self, rows: list[tuple]) -> tuple[int, int, bytes] | None:
+        """The contiguous prefix of `rows` (Journal.stored_rows of EVENT_FIELDS)
+        as (first_seq, last_seq, request body)."""
+        if not rows:
             return None
-        first = events[0]["seq"]
+        first = rows[0][0]  # EVENT_FIELDS[0] is seq
         count = 1
-        while count < len(events) and events[count]["seq"] == first + count:
+        while count < len(rows) and rows[count][0] == first + count:
             count += 1
-        body = to_json({"first_seq": first, "events": [event_for_wire(e) for e in events[:count]]}, fallback=str)
+        # The hot loop of a backlog drain: build each wire dict straight from
+        # the stored row. The JSON columns hold the same few texts ('["ok"]',
+        # '{}') over and over, so each distinct text is parsed once per batch.
+        parsed: dict[str, Any] = {}
+        events = []
+        for row in rows[:count]:
+            event = dict(zip(EVENT_FIELDS, row))
+            for key in _JSON_FIELDS:
+                text = event[key]
+                if text is not None:
+                    value = parsed.get(text)
+                    if value is None:
+                        value = parsed[text] = json.loads(text)
+                    event[key] = value
+            for key in _FLAG_FIELDS:
+                if event[key] is not None:
+                    event[key] = bool(event[key])
+            events.append(event)
+        offset = self.journal.stream_offset  # non-zero after a rotation: the wire seq starts at 1 again
+        if offset:
+            for event in events:
+                event["seq"] -= offset
+        body = to_json({"first_seq": first - offset, "events": events}, fallback=str)
         if self.compress:
             body = gzip.compress(body, compresslevel=1)
         return first, first + count - 1, body
 
+    def _unacked(self) -> list[tuple]:
+        return self.journal.stored_rows(EVENT_FIELDS, limit=MAX_BATCH_EVENTS)
+
     def _batch_after(self, seq: int) -> tuple[int, int, bytes] | None:
-        return self._encode(self.journal.events(after_seq=seq, limit=MAX_BATCH_EVENTS))
+        return self._encode(self.journal.stored_rows(EVENT_FIELDS, after_seq=seq, limit=MAX_BATCH_EVENTS))
 
     def upload_pending(self) -> tuple[int, int | None]:
         """Upload until nothing is pending. Returns (events acked now, acked_through).
@@ -207,7 +250,7 @@ class SyncClient:
         headers = {"Content-Type": "application/json"}
         if self.compress:
             headers["Content-Encoding"] = "gzip"
-        batch = self._encode(self.journal.pending(MAX_BATCH_EVENTS))
+        batch = self._encode(self._unacked())
         for _ in range(MAX_BATCHES_PER_PASS):
             if batch is None:
                 break
@@ -216,27 +259,52 @@ class SyncClient:
             try:
                 resp = self._request("POST", f"/streams/{self.journal.stream_id}/events",
                                      content=body, headers=headers)
-                data = self._json(resp)
+                reply = self._upload_reply(resp)
             finally:
                 speculative = upcoming.result()
-            acked = data.get("acked_through")
-            if not isinstance(acked, int):
-                raise ServerUnavailable(f"reply without acked_through ({resp.status_code})")
+            if isinstance(reply, DivergedReply):
+                self._diverged(reply, first, last)
+                batch = self._encode(self._unacked())
+                continue
+            acked = reply.acked_through + self.journal.stream_offset  # back to local seqs
             acked_through = acked
-            if resp.status_code == 409 or acked < first - 1:
+            if isinstance(reply, GapReply) or acked < first - 1:
                 self._rewind(acked)
-                batch = self._encode(self.journal.pending(MAX_BATCH_EVENTS))
+                batch = self._encode(self._unacked())
                 continue
             if acked > self.journal.last_seq():
                 log.error("the server has seq %d of stream %s but this journal ends at %d",
                           acked, self.journal.stream_id, self.journal.last_seq())
             uploaded += self.journal.mark_acked(acked)
-            quarantined = [r for r in data.get("results", []) if r.get("status") == "quarantined"]
+            self._note_time_refused(reply.results)
+            quarantined = [r for r in reply.results if r.status == "quarantined"]
             if quarantined:
                 log.warning("server quarantined %d event(s), e.g. seq %s: %s",
-                            len(quarantined), quarantined[0].get("seq"), quarantined[0].get("error"))
-            batch = speculative if acked == last else self._encode(self.journal.pending(MAX_BATCH_EVENTS))
+                            len(quarantined), quarantined[0].seq, quarantined[0].error)
+            batch = speculative if acked == last else self._encode(self._unacked())
         return uploaded, acked_through
+
+    def _upload_reply(self, resp: httpx.Response) -> UploadReply | GapReply | DivergedReply:
+        if resp.status_code == 409:
+            return self._parse(GapReply | DivergedReply, resp)
+        return self._parse(UploadReply, resp)
+
+    def _note_time_refused(self, results: list[EventResult]) -> None:
+        """The server refused this kiosk's time for some events: the guard screen says so."""
+        refused = sum(1 for r in results if r.time_refused)
+        if refused:
+            self.journal.note_time_refused(f"the server refused the kiosk's time for {refused} event(s)")
+        elif results and self.journal.get_meta("server_refused_time"):
+            self.journal.set_meta("server_refused_time", "")
+
+    def _diverged(self, reply: DivergedReply, first: int, last: int) -> None:
+        """The server holds other events under seqs we sent (this journal was
+        restored from an older copy): send ours from there on a new stream."""
+        at = reply.diverged_at
+        local = at + self.journal.stream_offset
+        if not first <= local <= last:
+            raise ProtocolError(f"stream_diverged reply without a usable diverged_at ({at!r})")
+        self.journal.rotate_stream(local, diverged_at=at)
 
     def _rewind(self, acked: int) -> None:
         """The server has less than we marked as acked: send again from acked + 1."""
@@ -250,6 +318,57 @@ class SyncClient:
                 f"the server needs stream {self.journal.stream_id} from seq {acked + 1}, "
                 f"but this journal only keeps seq {pending[0]['seq']} on"
             )
+
+    def upload_aside(self) -> int:
+        """Send what journals moved aside as corrupt still hold, on their own streams.
+
+        Each file is done once: then `aside_uploaded:<name>` in the journal's
+        meta and a `journal_aside_uploaded` event say what was sent.
+        """
+        from sync.aside import aside_files
+
+        total = 0
+        for path in aside_files(self.journal.path):
+            key = f"aside_uploaded:{path.name}"
+            if self.journal.get_meta(key) is None:
+                total += self._upload_aside(path, key)
+        return total
+
+    def _upload_aside(self, path, key: str) -> int:
+        from sync.aside import read_aside
+
+        headers = {"Content-Type": "application/json"}
+        sent, unreadable, after, error = 0, 0, None, None
+        for _ in range(MAX_BATCHES_PER_PASS):
+            salvage = read_aside(path, after_seq=after, limit=MAX_BATCH_EVENTS)
+            if salvage.error or salvage.stream_id is None:
+                error = salvage.error or "no stream id"
+                break
+            if not salvage.rows:
+                break
+            offset = salvage.stream_offset
+            wire = [event_for_wire(e) for e in salvage.rows]
+            for event in wire:
+                event["seq"] -= offset
+            body = to_json({"first_seq": wire[0]["seq"], "events": wire}, fallback=str)
+            resp = self._request("POST", f"/streams/{salvage.stream_id}/events", content=body, headers=headers)
+            reply = self._upload_reply(resp)
+            if isinstance(reply, DivergedReply):
+                error = "the server holds other events under this file's seqs"
+                break
+            acked = reply.acked_through
+            if isinstance(reply, UploadReply):
+                sent += len(wire)
+                unreadable += sum(1 for e in salvage.rows if e["kind"] == "journal_unreadable")
+            after = acked + offset
+        summary = {"file": path.name, "stream": salvage.stream_id, "sent": sent, "unreadable": unreadable,
+                   "error": error}
+        log.warning("journal moved aside %s: sent %d event(s) of stream %s (%d unreadable)%s", path.name, sent,
+                    salvage.stream_id, unreadable, f"; {error}" if error else "")
+        with self.journal._write():
+            self.journal.set_meta(key, json.dumps(summary))
+            self.journal.append({"kind": "journal_aside_uploaded", "detail": summary})
+        return sent
 
     # --- registry ----------------------------------------------------------------
 
@@ -269,11 +388,11 @@ class SyncClient:
             if resp.status_code == 410:
                 log.info("registry cursor %s has expired on the server; reading a snapshot", cursor)
                 return self._snapshot()
-            page = self._json(resp)
-            cursor = str(page["next_cursor"])
-            self.journal.apply_registry_page(page["changes"], cursor)
+            page = self._parse(RegistryPage, resp)
+            cursor = page.next_cursor
+            self.journal.apply_registry_page([c.model_dump() for c in page.changes], cursor)
             since = int(cursor)
-            if page["up_to_date"]:
+            if page.up_to_date:
                 break
         return cursor
 
@@ -284,33 +403,35 @@ class SyncClient:
             params = {"limit": MAX_REGISTRY_PAGE}
             if after:
                 params["after"] = after
-            page = self._json(self._request("GET", path, params=params))
+            page = self._parse(SnapshotPage, self._request("GET", path, params=params))
             first = start_cursor is None
             if first:
                 # The feed head when the snapshot began: a change made while
                 # later pages are read may sit on a page already read, so the
                 # deltas must resume from here, not from a later page's head.
-                start_cursor = str(page["cursor"])
-            last = page.get("next_after") is None
+                start_cursor = page.cursor
+            last = page.next_after is None
             # Until the last page the copy is incomplete: the marker makes the
             # next pass start the snapshot over instead of trusting it.
             self.journal.apply_registry_page(
-                page["changes"], start_cursor if last else SNAPSHOT_IN_PROGRESS, replace=first
+                [c.model_dump() for c in page.changes], start_cursor if last else SNAPSHOT_IN_PROGRESS, replace=first
             )
             if last:
                 break
-            after = page["next_after"]
+            after = page.next_after
         return self.pull_registry()
 
     # --- one pass ------------------------------------------------------------------
 
     def sync_once(self) -> dict[str, Any]:
         uploaded, acked = self.upload_pending()
+        aside = self.upload_aside()
         cursor = self.pull_registry()
         # The pass may have logged a clock anchor: send it too.
         more, later = self.upload_pending()
         return {
             "uploaded": uploaded + more,
+            "aside_uploaded": aside,
             "acked_through": later if later is not None else acked,
             "pending": self.journal.pending_count(),
             "registry_cursor": cursor,
@@ -441,14 +562,8 @@ class SyncWorker:
         age = None
         if synced_at is not None:
             age = max(0.0, (self.journal.trusted_now() - synced_at).total_seconds())
-        if cursor is None or synced_at is None:
-            degraded, reason = True, "registry_never_synced"
-        elif cursor == SNAPSHOT_IN_PROGRESS:
-            degraded, reason = True, "registry_incomplete"
-        elif age > self.staleness_limit_s:
-            degraded, reason = True, "registry_stale"
-        else:
-            degraded, reason = False, None
+        reason = journal_staleness(self.journal, self.settings.sync.staleness_limit_h)  # the rule decide uses
+        degraded = reason is not None
         with self._state_lock:
             return {
                 "last_ok": self.last_ok.isoformat() if self.last_ok else None,

@@ -9,6 +9,11 @@ Upload (kiosk -> server), exactly once by watermark:
 
     POST /api/v1/streams/{stream_id}/events   UploadBatch -> UploadReply
          409 GapReply when first_seq > acked_through + 1
+         409 DivergedReply when an event at or below acked_through differs
+             from the one stored under its seq (the kiosk's journal was
+             restored from an older copy): the kiosk moves the events from
+             `diverged_at` on to a new stream, so nothing is dropped as a
+             "duplicate"
 
 Registry feed (server -> kiosk):
 
@@ -24,10 +29,11 @@ single bad row never blocks a stream.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 API_PREFIX = "/api/v1"
 MAX_BATCH_EVENTS = 500
@@ -64,6 +70,48 @@ SNAPSHOT_IN_PROGRESS = "snapshot"
 
 
 
+# What a database column can hold, checked at the boundary so that one bad
+# event is quarantined instead of wedging its stream with a 500 on every
+# re-send: PostgreSQL refuses NUL in text and integers beyond 64 bits, and a
+# NaN or Infinity reading breaks every report that reads it.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+def _finite(value: float | int) -> float | int:
+    try:
+        finite = math.isfinite(value) and abs(value) <= 1e6
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise ValueError("must be a finite number within +/-1e6")
+    return value
+
+
+def no_nul_anywhere(value: Any) -> Any:
+    """NUL in any key or string of a nested JSON value."""
+    if isinstance(value, str):
+        no_nul(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            no_nul(str(key))
+            no_nul_anywhere(item)
+    elif isinstance(value, list):
+        for item in value:
+            no_nul_anywhere(item)
+    return value
+
+
+Text = Annotated[str, AfterValidator(no_nul)]
+Number = Annotated[StrictFloat | StrictInt, AfterValidator(_finite)]
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -88,27 +136,27 @@ class EventRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seq: StrictInt = Field(ge=1)
-    kind: str = Field(min_length=1, max_length=64)
+    seq: StrictInt = Field(ge=1, le=INT64_MAX)
+    kind: Text = Field(min_length=1, max_length=64)
     time: datetime
-    gate: str | None = Field(None, max_length=64)
-    direction: str | None = Field(None, max_length=8)
-    pass_id: str | None = Field(None, max_length=128)
-    person_id: str | None = Field(None, max_length=128)
-    object_c: StrictFloat | StrictInt | None = None
-    ambient_c: StrictFloat | StrictInt | None = None
-    offset_c: StrictFloat | StrictInt | None = None
-    body_c: StrictFloat | StrictInt | None = None
-    threshold_c: StrictFloat | StrictInt | None = None
-    decision: str | None = Field(None, max_length=16)
+    gate: Text | None = Field(None, max_length=64)
+    direction: Text | None = Field(None, max_length=8)
+    pass_id: Text | None = Field(None, max_length=128)
+    person_id: Text | None = Field(None, max_length=128)
+    object_c: Number | None = None
+    ambient_c: Number | None = None
+    offset_c: Number | None = None
+    body_c: Number | None = None
+    threshold_c: Number | None = None
+    decision: Text | None = Field(None, max_length=16)
     flagged: StrictBool = False
-    reasons: list[str] = Field(default_factory=list, max_length=32)
-    boot_id: str = Field(min_length=1, max_length=64)
-    mono_ns: StrictInt = Field(ge=0)
-    wall_time: StrictInt
+    reasons: list[Text] = Field(default_factory=list, max_length=32)
+    boot_id: Text = Field(min_length=1, max_length=64)
+    mono_ns: StrictInt = Field(ge=0, le=INT64_MAX)
+    wall_time: Int64
     clock_synced: StrictBool
-    operator: str | None = Field(None, max_length=64)
-    detail: dict[str, Any] = Field(default_factory=dict)
+    operator: Text | None = Field(None, max_length=64)
+    detail: Annotated[dict[str, Any], AfterValidator(no_nul_anywhere)] = Field(default_factory=dict)
 
 
 class ValidUploadBatch(Wire):
@@ -124,6 +172,8 @@ class EventResult(Wire):
     seq: int
     status: Literal["accepted", "duplicate", "quarantined"]
     error: str | None = None
+    time_refused: bool | None = Field(None, description="The kiosk's time for this event was implausible: "
+                                                   "the server placed it by an anchor or its receipt")
 
 
 class UploadReply(Wire):
@@ -136,6 +186,14 @@ class GapReply(Wire):
     error: Literal["gap"] = "gap"
     detail: str
     acked_through: int
+    server_time: datetime
+
+
+class DivergedReply(Wire):
+    error: Literal["stream_diverged"] = "stream_diverged"
+    detail: str
+    acked_through: int
+    diverged_at: int = Field(description="The first seq whose content differs from the stored event")
     server_time: datetime
 
 
@@ -172,6 +230,63 @@ class SnapshotPage(Wire):
 
 class TimeReply(Wire):
     server_time: datetime
+
+
+# --- registry payloads: what each entity's `payload` holds, on both ends ------------
+# Loose on purpose where the kiosk is lenient (dates are parsed, unknown
+# statuses ignored) and open to new fields, so a newer server never breaks an
+# older kiosk; the server checks every payload it writes against these, the
+# kiosk refuses a person whose record does not fit (`BadRegistryRecord`).
+
+
+class RegistryPayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PersonPayload(RegistryPayload):
+    name: str = Field("", max_length=200)
+    unit: str = Field("", max_length=200)
+    site: str | None = None
+    status: str = "active"
+    observation_until: str | None = Field(None, description="ISO date (through that day, China time) or time")
+    risk: str | None = None
+    returnee: bool = False
+
+
+class RevocationPayload(RegistryPayload):
+    reason: str = ""
+    revoked_at: str | None = None
+
+
+class KeyPayload(RegistryPayload):
+    public_pem: str = Field(min_length=1)
+
+
+class VisitorCasePayload(RegistryPayload):
+    name: str = ""
+    phone: str = ""
+    visiting: str = ""
+    valid_until: str | None = Field(None, description="ISO date or time")
+    filed_by: str | None = None
+
+
+class PolicyPayload(RegistryPayload):
+    version: StrictInt = Field(ge=1)
+
+
+REGISTRY_PAYLOADS: dict[str, type[RegistryPayload]] = {
+    "person": PersonPayload, "revocation": RevocationPayload, "key": KeyPayload,
+    "visitor_case": VisitorCasePayload, "policy": PolicyPayload,
+}
+
+
+def registry_payload(entity: str, payload: Any) -> RegistryPayload | None:
+    """`payload` checked as its entity's model (None for an entity this side does not know).
+
+    Raises pydantic.ValidationError when it does not fit.
+    """
+    model = REGISTRY_PAYLOADS.get(entity)
+    return None if model is None else model.model_validate(payload)
 
 
 def etag_for(head: int) -> str:

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,14 @@ def test_check_config_cli_bad_exits_78_without_traceback(write_config):
     assert len(lines) == 2
     assert "Traceback" not in r.stderr
     assert all(line.startswith("gate.toml: outputs.") for line in lines)
+
+
+def test_the_demo_and_the_simulator_keep_their_data_apart():
+    """A simulation beside ./scripts/demo must not write into the demo's journal."""
+    ROOT = Path(__file__).resolve().parents[1]
+    demo = load_config(ROOT / "deploy" / "demo.toml")
+    sim = load_config(ROOT / "deploy" / "sim.toml")
+    assert Path(demo.journal.path).parent != Path(sim.journal.path).parent
+    assert {Path(k).parent for k in demo.passes.issuer_keys}.isdisjoint(
+        Path(k).parent for k in sim.passes.issuer_keys)
+    assert demo.screen.port != sim.screen.port

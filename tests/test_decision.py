@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.decision import (
+    OTHER_PATH_CODES,
     REASON_CODES,
     TEMPERATURE_REASONS,
     Decision,
@@ -20,6 +21,7 @@ from gateway.decision import (
     Override,
     RegistryEntry,
     VisitorRegistration,
+    crowd_decision,
     decide,
     trusted_now,
 )
@@ -81,6 +83,8 @@ class Case:
     public: str | None = None
     kw: dict = field(default_factory=dict)
     stale: bool = False  # the registry copy is older than the limit
+    gate: str = "gate-1"
+    unstaffed: bool = False  # nobody on duty past the grace
 
 
 OBSERVED = replace(RESIDENT, status="under_observation", observation_until=T0 + timedelta(days=10))
@@ -151,6 +155,10 @@ CASES = [
     Case("passback alert only", "admit", ["passback"], policy=Policy(passback="alert"),
          kw={"last_use_mono_s": 990.0}, guard="guard.passback_alert"),
     Case("passback on exit", "deny", ["passback"], direction="out", kw={"last_use_mono_s": 995.0}),
+    Case("in, out, in within 30 s is a legitimate return", "admit", ["ok"],
+         kw={"last_use_mono_s": 980.0, "last_opposite_mono_s": 990.0}),
+    Case("in, in after an older exit is still passback", "deny", ["passback"],
+         kw={"last_use_mono_s": 990.0, "last_opposite_mono_s": 980.0}),
     # degraded mode: the registry copy is too old to vouch for a pass
     Case("stale registry: guard confirms", "deny", ["registry_stale"], stale=True, guard="guard.registry_stale",
          public="public.see_staff"),
@@ -167,6 +175,12 @@ CASES = [
     Case("visitor, register mode, registered in the registry", "admit", ["ok"],
          credential=credential("visitor", person="V-1"), policy=REGISTER,
          entry=RegistryEntry(person_id="V-1", site_id=SITE, visitor_registered=True)),
+    Case("1 Feb rule: a visitor whose case the community registered is admitted", "admit", ["ok"],
+         credential=credential("visitor", person="V-1"), policy=REGISTER,
+         entry=RegistryEntry(person_id="V-1", site_id=SITE, visitor_special_case=True)),
+    Case("1 Feb rule: a registered case with a fever is still refused", "deny", ["fever"], reading=FEVER,
+         flagged=True, credential=credential("visitor", person="V-1"), policy=REGISTER,
+         entry=RegistryEntry(person_id="V-1", site_id=SITE, visitor_special_case=True)),
     Case("visitor, register mode, not registered", "deny", ["visitor_policy"],
          credential=credential("visitor", person="V-1"), entry=None, policy=REGISTER,
          guard="guard.visitor_register", public="public.visitor_register"),
@@ -208,7 +222,35 @@ CASES = [
          policy=Policy(health_code=HealthCodeRules(required=True)), guard="guard.health_code_missing"),
     Case("health code yellow admitted by policy", "admit", ["ok"],
          policy=Policy(health_code=HealthCodeRules(yellow="admit")), kw={"health_code": "yellow"}),
-    Case("health code not checked on exit", "admit", ["ok"], direction="out", kw={"health_code": "red"}),
+    Case("health code green going out", "admit", ["ok"], direction="out", kw={"health_code": "green"}),
+    Case("health code yellow going out: discreet refusal as for observation", "deny", ["health_code_yellow"],
+         direction="out", kw={"health_code": "yellow"}, guard="guard.observation", public="public.contact_community"),
+    Case("health code red going out: discreet refusal", "deny", ["health_code_red"], direction="out",
+         kw={"health_code": "red"}, guard="guard.observation", public="public.contact_community"),
+    Case("health code going out not checked when the policy says so", "admit", ["ok"], direction="out",
+         policy=Policy(health_code_blocks_exit=False), kw={"health_code": "red"}),
+    # the gate itself (issue 12)
+    Case("closed gate refuses a resident and points to the open entrance", "deny", ["gate_closed"],
+         policy=Policy(closed_gates=["gate-1"]), guard="guard.gate_closed", public="public.gate_closed"),
+    Case("closed gate refuses going out too", "deny", ["gate_closed"], direction="out", reading=None,
+         policy=Policy(closed_gates=["gate-1"])),
+    Case("another gate closed: this one works", "admit", ["ok"], policy=Policy(closed_gates=["gate-2"])),
+    Case("unstaffed, policy refuses automatic entry", "deny", ["unstaffed"], unstaffed=True,
+         policy=Policy(staffing={"unattended": "refuse"}), guard="guard.unstaffed", public="public.see_staff"),
+    Case("unstaffed, policy keeps screening residents", "admit", ["ok"], unstaffed=True),
+    Case("unstaffed refusal never keeps anyone in", "admit", ["ok"], unstaffed=True, direction="out",
+         policy=Policy(staffing={"unattended": "refuse"})),
+    Case("guard refusal: no mask", "deny", ["no_mask"], policy=Policy(mask_required=True),
+         kw={"guard_refusal": "no_mask"}, guard="guard.no_mask", public="public.wear_mask"),
+    Case("guard refusal: refused to be measured", "deny", ["refused_measurement", "no_reading"], reading=None,
+         kw={"guard_refusal": "refused_measurement"}, guard="guard.refused_measurement", public="public.see_staff"),
+    Case("unknown guard refusal is ignored", "admit", ["ok"], kw={"guard_refusal": "bad_hair"}),
+    Case("unit door members only: a filed visitor is refused", "deny", ["visitor_policy"],
+         credential=credential("visitor", person="V-1"), gate="unit-5-1",
+         entry=RegistryEntry(person_id="V-1", site_id=SITE, visitor_special_case=True),
+         policy=Policy(unit_door_gates=["unit-5-1"], unit_doors="members_only")),
+    Case("unit door members only: a resident enters", "admit", ["ok"], gate="unit-5-1",
+         policy=Policy(unit_door_gates=["unit-5-1"], unit_doors="members_only")),
     # guard override
     Case("guard override of a fever", "admit", ["fever", "guard_override"], reading=FEVER, flagged=True,
          kw={"override": Override("guard-07", "clinical thermometer 36.9")}, guard="guard.override",
@@ -226,7 +268,8 @@ CASES = [
 
 
 def run(case: Case) -> Decision:
-    moment = GateMoment(site_id=SITE, direction=case.direction, now=T0, mono_s=1000.0, registry_stale=case.stale)
+    moment = GateMoment(site_id=SITE, direction=case.direction, now=T0, mono_s=1000.0, registry_stale=case.stale,
+                        gate_id=case.gate, unstaffed=case.unstaffed)
     return decide(case.credential, case.reading, case.entry, case.policy, moment,
                   threshold_c=THRESHOLD, **case.kw)
 
@@ -246,7 +289,8 @@ def test_decision_table(case):
 def test_table_covers_every_reason_both_modes_and_directions():
     decisions = [(case, run(case)) for case in CASES]
     seen = {r for _, d in decisions for r in d.reasons}
-    assert seen == set(REASON_CODES) - {"internal_error"}  # that one has its own test
+    # internal_error has its own test; the crowd, beam and vehicle codes come from their own paths.
+    assert seen == set(REASON_CODES) - {"internal_error"} - OTHER_PATH_CODES
     assert {c.policy.enforcement for c, _ in decisions} == {"hard", "soft"}
     assert {c.policy.visitor_mode for c, _ in decisions} == {"register", "deny"}
     assert {c.direction for c, _ in decisions} == {"in", "out"}
@@ -489,3 +533,33 @@ def test_hostile_corpus_is_denied_with_a_clear_reason():
         decision = decide(verdict, NORMAL, None, HARD, GateMoment(SITE, "in", T0, 1000.0), threshold_c=37.3)
         assert (decision.decision, decision.reasons) == ("deny", ["malformed"]), qr
         assert decision.public_message == "public.pass_invalid"
+
+
+def test_two_passes_in_one_frame_decide_nobody():
+    decision = crowd_decision("in", 2)
+    assert (decision.decision, decision.reasons, decision.pass_id) == ("deny", ["one_at_a_time"], None)
+    assert text(decision.public_message, "zh") == "请逐一通过"
+    assert "2" in text(decision.guard_message, "zh", **decision.message_fields)
+
+
+def test_closed_gate_names_the_open_entrance():
+    policy = Policy(closed_gates=["gate-1"], open_entrance={"zh": "南门", "en": "the south gate"})
+    decision = decide(credential(), NORMAL, RESIDENT, policy,
+                      GateMoment(SITE, "in", T0, 1000.0, gate_id="gate-1"), threshold_c=THRESHOLD)
+    assert text(decision.public_message, "zh", **decision.message_fields) == "本出入口已关闭，请走南门"
+    assert "the south gate" in text(decision.guard_message, "en", **decision.message_fields)
+
+
+def test_guard_is_not_told_a_health_code_on_the_way_out():
+    decision = run(next(c for c in CASES if c.name.startswith("health code red going out")))
+    assert decision.reasons == ["health_code_red"] and decision.guard_reasons == []
+    assert decision.to_record()["reasons"] == ["health_code_red"]  # the log keeps it
+
+
+def test_every_reason_code_has_a_guard_text_or_a_path():
+    from gateway.decision import _GUARD_PRIORITY
+
+    keyed = {reason for reason, _ in _GUARD_PRIORITY}
+    for code in REASON_CODES:
+        assert code in keyed or code in OTHER_PATH_CODES or code in ("ok", "guard_override"), code
+    assert len(set(REASON_CODES)) == len(REASON_CODES)  # never reused

@@ -38,6 +38,9 @@ def test_round_trips_through_json(tmp_path):
         ('{"health_code": {"red": "maybe"}}', "health_code.red"),
         ("[1, 2]", "must be a JSON object"),
         ("{not json", "not valid JSON"),
+        ('{"preset": "level-9"}', "preset = 'level-9'"),
+        ('{"disinfection_times": ["25:00"]}', "disinfection_times.0"),
+        ('{"staffing": {"shift_h": 0}}', "staffing.shift_h"),
     ],
 )
 def test_bad_documents_name_the_key(document, message):
@@ -73,3 +76,22 @@ def test_policy_from_config(tmp_path):
         '[gate]\nid = "east-1"\nsite = "site-1"\n[policy]\nfile = "policy.json"\n', tmp_path / "gate.toml"
     )
     assert policy_from_settings(settings).version == 7
+
+
+def test_escalation_presets_by_name_then_field_by_field():
+    level2 = parse_policy({"version": 4, "preset": "level-2"})
+    assert level2.level == "level-2" and level2.mask_required and level2.visitor_mode == "register"
+    level3 = parse_policy({"version": 5, "preset": "level-3", "mask_required": False})
+    assert level3.visitor_mode == "deny" and level3.unit_doors == "members_only"
+    assert level3.health_code.required
+    assert level3.mask_required is False  # the document's own field beats the preset
+    # A saved policy keeps what it was made from, and loads back the same.
+    assert parse_policy(level3.to_json()) == level3
+
+
+def test_gate_rule_defaults():
+    policy = default_policy()
+    assert policy.staffing.shift_h == 12 and policy.staffing.unattended == "screen"
+    assert policy.health_code_blocks_exit and not policy.mask_required and policy.closed_gates == []
+    assert policy.disinfection_times == []  # no reminders until the community sets times
+    assert parse_policy({"preset": "level-1"}).disinfection_times == ["08:00", "14:00", "20:00"]

@@ -117,11 +117,21 @@ def run_kiosk(args: argparse.Namespace) -> int:
     port = args.port or settings.screen.port
     _check_port(host, port)
     app = _build(settings)
+    from gateway.watchdog import Watchdog
+
+    watchdog = Watchdog()  # under systemd: READY=1, and WATCHDOG=1 while the loop steps
+    app.checkpoint.heartbeat = watchdog.beat
+    # uvicorn handles SIGTERM while it serves, then restores the previous handler
+    # and raises the signal again: with Python's default that kills the process
+    # before app.stop() closes the relay. This handler makes it a clean stop.
+    signal.signal(signal.SIGTERM, lambda signum, frame: app.stop_event.set())
     try:
         app.start()
         print(f"checkpoint: gate {settings.gate.id} running; guard screen on http://{host}:{port}/", file=sys.stderr)
+        watchdog.ready(f"gate {settings.gate.id} running")
         app.serve(host, port)
     finally:
+        watchdog.stop()
         app.stop()
     if app.failed is not None:
         from gateway.cli import CliError
@@ -176,7 +186,7 @@ def _printer(as_json: bool):
     from gateway.journal import decision_record
 
     def emit(event: dict, decision) -> None:
-        if event.get("kind") != "decision":
+        if event.get("kind") not in ("decision", "one_at_a_time", "vehicle"):  # a crowd is decided too: nobody passes
             return
         if as_json:
             line = json.dumps(decision_record(event), ensure_ascii=False)

@@ -26,7 +26,9 @@ RETENTION_HELP = (
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=DEFAULT_DB_URL, help=DB_HELP)
+    # install-registry.sh puts the server's URL in CHECKPOINT_REGISTRY_DB (/etc/checkpoint-registry/registry.env).
+    p.add_argument("--db", default=os.environ.get("CHECKPOINT_REGISTRY_DB", DEFAULT_DB_URL),
+                   help=DB_HELP + "; $CHECKPOINT_REGISTRY_DB when set")
 
 
 def _parser(sub, name: str, help: str, example: str, handler, *, changes: bool = False) -> argparse.ArgumentParser:
@@ -82,12 +84,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="uploads and registry reads per second one gate may make (default 50)")
     p.add_argument("--gate-burst", type=float, default=100.0, metavar="N",
                    help="requests one gate may make at once before --gate-rate applies (default 100)")
+    p.add_argument("--issuer-passphrase-file", type=Path, metavar="FILE",
+                   help="file whose first line unlocks the pass-issuing keys stored encrypted in the database "
+                        "(default: $CHECKPOINT_ISSUER_PASSPHRASE; without either, passes cannot be issued)")
 
     p = _parser(actions, "purge", "delete health data older than the retention period once and print the counts",
                 "checkpoint registry purge --db sqlite:///var/registry.db --retention-days 30 --dry-run", run_purge)
     p.add_argument("--retention-days", type=_retention_days, default=DEFAULT_RETENTION_DAYS, metavar="DAYS",
                    help=RETENTION_HELP)
     p.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+
+    from gateway.commands.backup_cmd import register_registry_actions
+
+    register_registry_actions(actions, _parser)  # backup, restore
 
     gate = actions.add_parser("gate", help="enrol, revoke and list gates",
                               description="Enrol, revoke and list gates.",
@@ -104,6 +113,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _parser(gate_actions, "list", "list gates as JSON lines", "checkpoint registry gate list --site site-1",
                 run_gate_list)
     p.add_argument("--site")
+    p = _parser(gate_actions, "code", "create a one-time enrolment code for a gate (checkpoint enrol)",
+                "checkpoint registry gate code --site site-1 east-1 --by 王主任", run_gate_code, changes=True)
+    p.add_argument("--site", required=True)
+    p.add_argument("--minutes", type=int, default=30, help="valid this long (default 30, at most 1440)")
+    p.add_argument("name", help="the gate's id, as in its config's [gate] id")
 
     staff = actions.add_parser("staff", help="staff accounts: roles, sites, passwords, API tokens",
                                description="Staff accounts: roles, sites, passwords and API tokens.",
@@ -158,13 +172,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--status", choices=["active", "moved_out"], default="active")
     p.add_argument("--observation-until", type=_day, help="last day of home observation (YYYY-MM-DD)")
     p.add_argument("--risk", choices=["green", "yellow", "red"])
-    p.add_argument("--returnee", action="store_true", help="returned from elsewhere")
+    p.add_argument("--returnee", action="store_true",
+                   help="returned from elsewhere: 14 days of home observation from --arrival (default today)")
+    p.add_argument("--arrival", type=_day, help="the returnee's arrival date (YYYY-MM-DD)")
     p.add_argument("person_id")
     p = _parser(person_actions, "observe", "start or end (--until none) a home observation period",
                 "checkpoint registry person observe --site site-1 --until 2026-02-14 p-001", run_person_observe, changes=True)
     p.add_argument("--site", required=True)
     p.add_argument("--until", required=True, help="YYYY-MM-DD, or 'none' to end it")
     p.add_argument("--risk", choices=["green", "yellow", "red"])
+    p.add_argument("--reason", help="why an end date already set changes (required then; audited)")
     p.add_argument("person_id")
 
     p = _parser(actions, "revoke-pass", "revoke a pass at a site's gates",
@@ -185,6 +202,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "checkpoint registry policy --site site-1 --file policy.json", run_policy, changes=True)
     p.add_argument("--site", required=True)
     p.add_argument("--file", required=True, type=Path)
+
+    from gateway.commands import people_cmd
+
+    people_cmd.register(actions, _parser)
 
     report = actions.add_parser("report", help="reports for the street office", description="Reports.",
                                 epilog="example: checkpoint registry report daily --site site-1 --date 2026-02-01")
@@ -264,9 +285,19 @@ def run_serve(args) -> int:
     if not (args.gate_rate > 0 and args.gate_burst >= 1):
         _fail(ValueError("--gate-rate must be > 0 and --gate-burst >= 1"))
     db = _db(args)
+    from sync.server.issuing import IssuingError, load_passphrase
+
+    try:
+        passphrase = load_passphrase(args.issuer_passphrase_file)
+    except IssuingError as exc:
+        _fail(exc)
+    if passphrase is None:
+        print("registry: no issuer passphrase (--issuer-passphrase-file or $CHECKPOINT_ISSUER_PASSPHRASE): "
+              "the staff pages cannot issue passes", file=sys.stderr)
     try:
         app = create_app(db=db, retention_days=args.retention_days, notify_config=notify_config,
-                         redis_url=args.redis, gate_rate=args.gate_rate, gate_burst=args.gate_burst)
+                         redis_url=args.redis, gate_rate=args.gate_rate, gate_burst=args.gate_burst,
+                         issuer_passphrase=passphrase)
     except ValueError as exc:  # e.g. a --redis URL that is not redis://
         _fail(exc)
     print(f"registry: serving {args.db} on http://{args.host}:{args.port} (API docs at /api/docs); "
@@ -343,6 +374,19 @@ def _password(args, *, required: bool) -> str | None:
     return first
 
 
+def run_gate_code(args) -> int:
+    from sync.server.enrolment import create_code
+
+    try:
+        code, expires = create_code(_db(args), args.site, args.name, by=_by(args), minutes=args.minutes)
+    except ValueError as exc:
+        _fail(exc)
+    print(f"one-time code for gate {args.name} at site {args.site}, valid until {expires:%Y-%m-%d %H:%M} UTC: "
+          "on the kiosk run install-kiosk.sh --enrol-code CODE (or checkpoint enrol)", file=sys.stderr)
+    print(code)
+    return 0
+
+
 def run_staff_add(args) -> int:
     from sync.server import auth
 
@@ -417,6 +461,10 @@ def run_site_list(args) -> int:
 def run_person_add(args) -> int:
     from sync.server import registry
 
+    if args.returnee and args.observation_until is None:
+        from sync.server.people import observation_end, today_in_china
+
+        args.observation_until = observation_end(args.arrival or today_in_china())
     try:
         payload = registry.add_person(_db(args), args.site, args.person_id, name=args.name, unit=args.unit,
                                       status=args.status, observation_until=args.observation_until,
@@ -432,7 +480,8 @@ def run_person_observe(args) -> int:
 
     until = None if args.until.lower() == "none" else _day(args.until)
     try:
-        payload = registry.set_observation(_db(args), args.site, args.person_id, until, risk=args.risk, by=_by(args))
+        payload = registry.set_observation(_db(args), args.site, args.person_id, until, risk=args.risk, by=_by(args),
+                                           reason=args.reason)
     except registry.RegistryError as exc:
         _fail(exc)
     print(json.dumps({"person_id": args.person_id, **payload}, ensure_ascii=False))

@@ -32,13 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_now(args: argparse.Namespace) -> int:
     from gateway.cli import CliError
     from gateway.config import load_config
-    from gateway.journal import Journal
+    from gateway.journal import Journal, JournalWriteError
     from sync.client import AuthRefused, ProtocolError, SyncError, SyncWorker
 
     settings = load_config(args.config)
     if settings.sync is None:
         raise CliError(f"{args.config}: no [sync] section: this kiosk has no registry to sync with", 78)
-    journal = Journal.open(settings.journal.path, retention_days=settings.journal.retention_days)
+    try:
+        journal = Journal.open(settings.journal.path, retention_days=settings.journal.retention_days)
+    except JournalWriteError as exc:  # a full disk: say so, move nothing
+        raise CliError(str(exc), 74) from exc  # EX_IOERR
     worker = SyncWorker(journal, settings)
     deadline = time.monotonic() + max(0.0, args.timeout)
     summary: dict = {}

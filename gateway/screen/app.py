@@ -33,14 +33,18 @@ from fastapi.templating import Jinja2Templates
 
 from gateway.screen.actions import OVERRIDE_REASONS, ActionError, GuardActions
 from gateway.screen.i18n import LANGUAGES, catalogue, pick_language
+from gateway.screen.rule_actions import rule_actions
 from gateway.screen.state import ScreenState
 
 HERE = Path(__file__).parent
 LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
 AUTH_COOKIE = "cp_auth"
 LANG_COOKIE = "cp_lang"
-MAX_PIN_FAILURES = 5
-LOCKOUT_S = 60.0
+FREE_PIN_FAILURES = 3  # then every further failure doubles the wait, for the whole kiosk
+PIN_BACKOFF_BASE_S = 2.0
+PIN_BACKOFF_CAP_S = 900.0
+SESSION_S = 12 * 3600.0  # one shift
+MAX_SESSIONS = 32
 SSE_PING_S = 15.0
 
 
@@ -55,38 +59,67 @@ class ScreenDeps:
 
 
 class _PinGuard:
-    """PIN sessions and lockout for LAN access."""
+    """PIN sessions and lockout for LAN access.
 
-    def __init__(self, pin: str | None):
+    Failures are counted for the whole kiosk, not per address: a LAN has
+    plenty of addresses. After `FREE_PIN_FAILURES` every attempt waits
+    `PIN_BACKOFF_BASE_S * 2**extra` seconds (capped) after the last failure,
+    so a 6-digit PIN takes years to guess; the guard at the kiosk itself
+    (localhost) needs no PIN and is never locked out. Each login gets its own
+    random session token that expires after a shift.
+    """
+
+    def __init__(self, pin: str | None, now: Callable[[], float] = time.monotonic):
         self.pin = pin
-        self._secret = secrets.token_bytes(32)  # sessions end when the kiosk restarts
-        self._failures: dict[str, tuple[int, float]] = {}
+        self.now = now
+        self.session_s = SESSION_S
+        self._sessions: dict[str, float] = {}  # sha256(token) -> expiry
+        self._failures = 0
+        self._last_failure = 0.0
+        self._lock = threading.Lock()
 
-    def token(self) -> str:
-        return hmac.new(self._secret, b"guard-screen", hashlib.sha256).hexdigest()
+    def new_session(self) -> str:
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            now = self.now()
+            self._sessions = {k: v for k, v in self._sessions.items() if v > now}
+            while len(self._sessions) >= MAX_SESSIONS:
+                self._sessions.pop(next(iter(self._sessions)))
+            self._sessions[_digest(token)] = now + self.session_s
+        return token
 
     def authorised(self, request: Request) -> bool:
         if _is_local(request):
             return True
         if not self.pin:
             return False
-        return hmac.compare_digest(request.cookies.get(AUTH_COOKIE, ""), self.token())
+        token = request.cookies.get(AUTH_COOKIE, "")
+        expiry = self._sessions.get(_digest(token)) if token else None
+        return expiry is not None and self.now() < expiry
 
-    def locked(self, host: str) -> bool:
-        count, since = self._failures.get(host, (0, 0.0))
-        if count >= MAX_PIN_FAILURES and time.monotonic() - since < LOCKOUT_S:
-            return True
-        if count >= MAX_PIN_FAILURES:
-            self._failures.pop(host, None)
-        return False
+    def wait_s(self) -> float:
+        """How long after the last failure the next attempt is taken."""
+        extra = self._failures - FREE_PIN_FAILURES
+        if extra < 0:
+            return 0.0
+        return min(PIN_BACKOFF_CAP_S, PIN_BACKOFF_BASE_S * 2 ** min(extra, 20))
+
+    def locked(self, host: str = "") -> bool:
+        with self._lock:
+            return self.now() - self._last_failure < self.wait_s()
 
     def check(self, host: str, pin: str) -> bool:
-        if self.pin and hmac.compare_digest(pin.encode(), self.pin.encode()):
-            self._failures.pop(host, None)
-            return True
-        count, _ = self._failures.get(host, (0, 0.0))
-        self._failures[host] = (count + 1, time.monotonic())
-        return False
+        with self._lock:
+            if self.pin and hmac.compare_digest(pin.encode(), self.pin.encode()):
+                self._failures = 0
+                return True
+            self._failures += 1
+            self._last_failure = self.now()
+            return False
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _is_local(request: Request) -> bool:
@@ -98,6 +131,7 @@ def create_app(deps: ScreenDeps) -> FastAPI:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     guard = _PinGuard(deps.pin)
     app.state.deps = deps
+    app.state.pin_guard = guard
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def language(request: Request) -> str:
@@ -156,7 +190,8 @@ def create_app(deps: ScreenDeps) -> FastAPI:
         if not guard.check(host, str(form.get("pin", ""))):
             return RedirectResponse("/login?error=bad", status_code=303)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(AUTH_COOKIE, guard.token(), httponly=True, samesite="strict")
+        response.set_cookie(AUTH_COOKIE, guard.new_session(), httponly=True, samesite="strict",
+                            max_age=int(guard.session_s))
         return response
 
     @app.get("/healthz")
@@ -193,6 +228,7 @@ def create_app(deps: ScreenDeps) -> FastAPI:
         "disinfection": deps.actions.disinfection,
         "fever-case": deps.actions.fever_case,
     }
+    actions.update(rule_actions(deps.actions))  # no mask, refused measurement, vehicles (issue 12)
 
     @app.post("/api/{action}")
     async def act(action: str, request: Request):

@@ -50,6 +50,7 @@ def restore_screen(state: ScreenState, journal: Journal, policy: Policy) -> None
 
 
 def _person_view(person: dict | None) -> dict | None:
-    if not person or not (person.get("name") or person.get("unit")):
+    # A bad registry record must not stop the kiosk from starting (issue 11).
+    if not isinstance(person, dict) or not (person.get("name") or person.get("unit")):
         return None
     return {"name": str(person.get("name") or ""), "unit": str(person.get("unit") or "")}

@@ -43,6 +43,7 @@ class ScreenState:
     operator: dict[str, Any] | None = None
     notice: dict[str, Any] | None = None  # last guard action result, e.g. "visitor registered"
     relief: dict[str, Any] | None = None  # a guard with a fever was signed out: ask for relief
+    gate_rules: dict[str, Any] = field(default_factory=dict)  # staffing, disinfection, lane (gateway/gate_watch.py)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _subscribers: list[_Subscriber] = field(default_factory=list, repr=False)
     _changed: threading.Condition = field(default=None, repr=False)
@@ -126,6 +127,19 @@ class ScreenState:
             self.operator = operator
             self._bump()
 
+    def set_gate_rules(self, values: dict[str, Any]) -> None:
+        with self._lock:
+            if values != self.gate_rules:
+                self.gate_rules = dict(values)
+                self._bump()
+
+    def set_rules(self, rules: list) -> None:
+        """The rules posted at the gate (strings, or {"zh", "en"} texts)."""
+        with self._lock:
+            if rules != self.rules:
+                self.rules = list(rules)
+                self._bump()
+
     def set_notice(self, key: str, **values) -> None:
         with self._lock:
             self.notice = {"key": key, "values": values, "at": time.time()}
@@ -165,6 +179,7 @@ class ScreenState:
                 "operator": self.operator,
                 "notice": self.notice,
                 "relief": self.relief,
+                "gate_rules": self.gate_rules,
             }
 
     def wait_for_change(self, after_version: int, timeout: float) -> int:

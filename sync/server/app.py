@@ -34,16 +34,17 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import protocol as p
-from sync.server import auth, notify, registry, web
+from sync.server import auth, notify, people_api, registry, web
 from sync.server.web import site_guard
 from sync.server.db import DEFAULT_DB_URL, Database, open_database
 from sync.server.append_async import AsyncAppender
-from sync.server.ingest import Gap, StreamForbidden, ingest
+from sync.server.enrolment import enrolment_router
+from sync.server.ingest import Diverged, Gap, StreamForbidden, ingest
 from sync.server.notify_config import NotifyConfig
 from sync.server.ratelimit import LoginThrottle, RateLimiter
 from sync.server.retention import DEFAULT_RETENTION_DAYS, PURGE_INTERVAL_S, check_retention_days, purge_periodically
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 StreamPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 SitePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9*][A-Za-z0-9_.-]*$")]
-IdPath = Annotated[str, Path(min_length=1, max_length=128)]
+IdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
 MAX_INFLATED_BYTES = 4 * p.MAX_BODY_BYTES
 
 
@@ -61,11 +62,15 @@ def _now_iso() -> str:
     return p.utcnow().isoformat()
 
 
-def _error(status: int, error: str, detail: Any = None, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": error, "detail": jsonable_encoder(detail), "server_time": _now_iso()},
-        status_code=status, headers=headers,
-    )
+def _error(status: int, error: str, detail: Any = None, headers: dict | None = None) -> Response:
+    return _reply(p.ErrorReply(error=error, detail=jsonable_encoder(detail), server_time=p.utcnow()),
+                  status, headers)
+
+
+def _reply(model: p.Wire, status: int = 200, headers: dict | None = None, **dump) -> Response:
+    """Every sync reply is built as its `sync.protocol` model, so its shape is checked here."""
+    return Response(model.model_dump_json(**dump), status_code=status, headers=headers,
+                    media_type="application/json")
 
 
 class BodyLimitAndServerTime:
@@ -142,6 +147,11 @@ class BodyLimitAndServerTime:
 class StaffBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return p.no_nul_anywhere(data)  # PostgreSQL text cannot hold NUL: a 422, not a 500
+
 
 class PersonIn(StaffBody):
     person_id: str = Field(min_length=1, max_length=128)
@@ -157,6 +167,7 @@ class ObservationIn(StaffBody):
     until: date | None = Field(description="Last day of observation; null ends it")
     risk: str | None = Field(None, pattern="^(green|yellow|red)$")
     returnee: bool | None = None
+    reason: str | None = Field(None, max_length=200, description="Required to change an end date already set")
 
 
 class RevocationIn(StaffBody):
@@ -188,7 +199,8 @@ class ChangeOut(BaseModel):
 def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate_rate: float = 50.0,
                gate_burst: float = 100.0, global_rate: float = 2000.0, global_burst: float = 4000.0,
                retention_days: int = DEFAULT_RETENTION_DAYS, purge_interval_s: float = PURGE_INTERVAL_S,
-               notify_config: NotifyConfig | None = None, redis_url: str | None = None) -> FastAPI:
+               notify_config: NotifyConfig | None = None, redis_url: str | None = None,
+               issuer_passphrase: bytes | None = None) -> FastAPI:
     """The registry server. Migrates the database on creation.
 
     While it runs (under an ASGI lifespan) health data older than
@@ -292,6 +304,8 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     GateDep = Annotated[auth.Gate, Depends(admitted_gate)]
     StaffDep = Annotated[auth.Staff, Depends(staff_member)]
 
+    app.include_router(enrolment_router(db, limiter))  # one-time enrolment codes (sync.server.enrolment)
+
     @app.get(f"{p.API_PREFIX}/time", response_model=p.TimeReply, tags=["sync"])
     def server_time():
         return {"server_time": p.utcnow()}
@@ -308,7 +322,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     @app.post(
         f"{p.API_PREFIX}/streams/{{stream_id}}/events",
         response_model=p.UploadReply, tags=["sync"], openapi_extra=upload_body,
-        responses={409: {"model": p.GapReply}, 401: {"model": p.ErrorReply}, 403: {"model": p.ErrorReply},
+        responses={409: {"model": p.GapReply | p.DivergedReply}, 401: {"model": p.ErrorReply}, 403: {"model": p.ErrorReply},
                    413: {"model": p.ErrorReply}, 422: {"model": p.ErrorReply}, 429: {"model": p.ErrorReply}},
     )
     async def upload(stream_id: StreamPath, request: Request):
@@ -341,8 +355,8 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
             gate_for(token, known)  # last contact and the gate's rate limit, once
             result = await appender.append(known, stream_id, batch.first_seq, batch.events)
             if result is not None:
-                return JSONResponse({"acked_through": result.acked_through, "results": result.results,
-                                     "server_time": _now_iso()})
+                return _reply(p.UploadReply(acked_through=result.acked_through, results=result.results,
+                                            server_time=p.utcnow()), exclude_none=True)
 
         def authorise_and_ingest():
             # One trip to the thread pool for both database steps.
@@ -352,17 +366,18 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
         try:
             gate, result = await run_in_threadpool(authorise_and_ingest)
         except Gap as gap:
-            return JSONResponse(
-                {"error": "gap", "detail": str(gap), "acked_through": gap.acked_through, "server_time": _now_iso()},
-                status_code=409,
-            )
+            return _reply(p.GapReply(detail=str(gap), acked_through=gap.acked_through, server_time=p.utcnow()), 409)
+        except Diverged as diverged:
+            return _reply(p.DivergedReply(
+                detail=str(diverged), acked_through=diverged.acked_through, diverged_at=diverged.diverged_at,
+                server_time=p.utcnow()), 409)
         except StreamForbidden as exc:
             refuse(403, "forbidden", str(exc))
         if result.alerts:
             log.warning("fever alert: %d flagged event(s) from gate %s at site %s",
                         result.alerts, gate.name, gate.site_id)
-        return JSONResponse({"acked_through": result.acked_through, "results": result.results,
-                             "server_time": _now_iso()})
+        return _reply(p.UploadReply(acked_through=result.acked_through, results=result.results,
+                                    server_time=p.utcnow()), exclude_none=True)
 
     @app.get(
         f"{p.API_PREFIX}/sites/{{site_id}}/registry",
@@ -388,10 +403,8 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
             changes, cursor, up_to_date = registry.feed_page(db, site_id, since, limit)
         except registry.FeedExpired as exc:
             return _error(410, "must_refetch", str(exc))
-        return JSONResponse(
-            {"changes": changes, "next_cursor": str(cursor), "up_to_date": up_to_date, "server_time": _now_iso()},
-            headers={"ETag": etag},
-        )
+        return _reply(p.RegistryPage(changes=changes, next_cursor=str(cursor), up_to_date=up_to_date,
+                                     server_time=p.utcnow()), headers={"ETag": etag})
 
     @app.get(f"{p.API_PREFIX}/sites/{{site_id}}/registry/snapshot", response_model=p.SnapshotPage, tags=["sync"])
     def registry_snapshot(
@@ -409,11 +422,11 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
             if not (isinstance(key, list) and len(key) == 3 and all(isinstance(k, str) for k in key)):
                 refuse(422, "invalid", "after must be the next_after value of the previous page")
         changes, cursor, next_after = registry.snapshot_page(db, site_id, tuple(key) if key else None, limit)
-        return JSONResponse({
-            "changes": changes, "cursor": str(cursor),
-            "next_after": json.dumps(list(next_after), ensure_ascii=False) if next_after else None,
-            "server_time": _now_iso(),
-        })
+        return _reply(p.SnapshotPage(
+            changes=changes, cursor=str(cursor),
+            next_after=json.dumps(list(next_after), ensure_ascii=False) if next_after else None,
+            server_time=p.utcnow(),
+        ))
 
     # --- staff ---------------------------------------------------------------
 
@@ -441,7 +454,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
     def staff_observation(site_id: SitePath, person_id: IdPath, body: ObservationIn, who: StaffDep):
         site_guard(who, site_id, change=True, roles=REGISTRY_EDITORS)
         result = staff_call(registry.set_observation, db, site_id, person_id, body.until,
-                            risk=body.risk, returnee=body.returnee, by=who.name)
+                            risk=body.risk, returnee=body.returnee, by=who.name, reason=body.reason)
         return {"result": result}
 
     @app.post(f"{staff_prefix}/revocations", response_model=ChangeOut, tags=["staff"])
@@ -451,6 +464,8 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
 
     @app.post(f"{staff_prefix}/keys", response_model=ChangeOut, tags=["staff"])
     def staff_key(site_id: SitePath, body: KeyIn, who: StaffDep):
+        # Every gate trusts a key for site '*': only an administrator whose own scope is
+        # every site may add one (site_guard: can_change('*') needs the '*' scope).
         site_guard(who, site_id, change=True, roles=("admin",))
         return {"result": staff_call(registry.add_key, db, site_id, body.public_pem, by=who.name)}
 
@@ -499,6 +514,7 @@ def create_app(db_url: str = DEFAULT_DB_URL, *, db: Database | None = None, gate
             refuse(422, "invalid", str(exc))
 
     web.install(app)  # staff pages under /registry, offline /api/docs; after the JSON error handlers
+    people_api.install(app, issuer_passphrase)  # residents, imports, passes, site policy (pages + API)
     return app
 
 

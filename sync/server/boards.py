@@ -15,6 +15,8 @@ add to `alerts` show up through `row._mapping`, absent ones are None):
 
 from __future__ import annotations
 
+import math
+
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -170,7 +172,8 @@ def fever_cases(db: Database, site_id: str, *, day: date | None = None, open_onl
                                                          "note": r.note})
     cases = []
     for row in rows:
-        case = dict(row._mapping)
+        # A reading stored before input was checked (NaN) shows as unknown, never a 500.
+        case = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row._mapping.items()}
         person = people.get(row.person_id, {})
         case.update(
             event_time=_time(row.event_time_ns, tz), name=person.get("name"), unit=person.get("unit"),

@@ -26,6 +26,8 @@ does, one per reading, as before.
 
 from __future__ import annotations
 
+import math
+
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -134,13 +136,16 @@ def case_dict(row, zone=timezone.utc) -> dict:
             return value.astimezone(zone).isoformat(timespec="seconds")
         return datetime.fromtimestamp(value / 1e9, timezone.utc).astimezone(zone).isoformat(timespec="seconds")
 
+    def reading(value):  # a NaN stored before input was checked must not break a list or report
+        return value if value is None or math.isfinite(value) else None
+
     closed = data["status"] == "closed" or (data["status"] is None and data["acknowledged_at"] is not None)
     return {
         "alert_id": data["id"], "case_id": data["case_id"], "time": when(data["event_time_ns"]),
         "gate": data.get("gate") or data["gate_name"], "person_id": data["person_id"], "pass_id": data["pass_id"],
-        "body_c": data["max_c"] if data["max_c"] is not None else data["body_c"],
+        "body_c": reading(data["max_c"] if data["max_c"] is not None else data["body_c"]),
         "readings": data["readings"] if data["readings"] is not None else 1,
-        "clinical_c": data["clinical_c"], "status": "closed" if closed else "open", "outcome": data["outcome"],
+        "clinical_c": reading(data["clinical_c"]), "status": "closed" if closed else "open", "outcome": data["outcome"],
         "gate_operator": data["gate_operator"], "note": data["note"], "closed_at": when(data["closed_at"]),
         "acknowledged_at": when(data["acknowledged_at"]), "acknowledged_by": data["acknowledged_by"],
     }

@@ -19,12 +19,15 @@ lock on registry_changes), so change_seq order is commit order.
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, datetime, timezone
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, or_, select, text, tuple_
 
 from sync.server import audit
+from sync.protocol import registry_payload
 from sync.server.db import Database
 from sync.server.schema import alerts, meta, registry_changes, registry_state
 
@@ -72,6 +75,11 @@ def record_change(db: Database, conn, site_id: str, entity: str, entity_id: str,
     """Append one change and update the current state; returns its change_seq."""
     if entity not in ENTITIES:
         raise RegistryError(f"unknown entity {entity!r}; expected one of {ENTITIES}")
+    if op == "upsert":
+        try:  # the shape the kiosks read (sync.protocol), checked where it is written
+            registry_payload(entity, payload)
+        except ValidationError as exc:
+            raise RegistryError(f"{entity} {entity_id}: {exc.errors()[0]['msg']}") from None
     if db.is_postgres:
         conn.execute(text("LOCK TABLE registry_changes IN SHARE ROW EXCLUSIVE MODE"))
     body = json.dumps(payload, ensure_ascii=False, sort_keys=True) if payload is not None else None
@@ -90,6 +98,37 @@ def record_change(db: Database, conn, site_id: str, entity: str, entity_id: str,
         conn.execute(registry_state.insert().values(
             site_id=site_id, entity=entity, entity_id=entity_id, payload=body, change_seq=seq))
     return seq
+
+
+def record_changes(db: Database, conn, site_id: str, entity: str, items: list[tuple[str, str, dict | None]],
+                   by: str | None) -> list[int]:
+    """`record_change` for many (entity_id, op, payload) at once: one lock and
+    prepared statements, for imports and bulk issuing; returns the change_seqs."""
+    if entity not in ENTITIES:
+        raise RegistryError(f"unknown entity {entity!r}; expected one of {ENTITIES}")
+    from sqlalchemy import bindparam
+
+    if not items:
+        return []
+    if db.is_postgres:
+        conn.execute(text("LOCK TABLE registry_changes IN SHARE ROW EXCLUSIVE MODE"))
+    now = _now()
+    bodies = [json.dumps(payload, ensure_ascii=False, sort_keys=True) if payload is not None else None
+              for _, _, payload in items]
+    # One multi-row INSERT ... RETURNING, in parameter order (SQLite >= 3.35, PostgreSQL).
+    insert = registry_changes.insert().returning(registry_changes.c.change_seq, sort_by_parameter_order=True)
+    seqs = list(conn.execute(insert, [
+        {"site_id": site_id, "entity": entity, "entity_id": entity_id, "op": op, "payload": body,
+         "created_at": now, "created_by": by} for (entity_id, op, _), body in zip(items, bodies)]).scalars())
+    states = [{"site_id": site_id, "entity": entity, "entity_id": entity_id, "payload": body, "change_seq": seq}
+              for (entity_id, op, _), body, seq in zip(items, bodies, seqs) if op == "upsert"]
+    state = registry_state.c
+    conn.execute(registry_state.delete().where(state.site_id == bindparam("b_site"), state.entity == bindparam("b_entity"),
+                                               state.entity_id == bindparam("b_id")),
+                 [{"b_site": site_id, "b_entity": entity, "b_id": entity_id} for entity_id, _, _ in items])
+    if states:
+        conn.execute(registry_state.insert(), states)
+    return seqs
 
 
 def _current(conn, site_id: str, entity: str, entity_id: str) -> dict | None:
@@ -118,31 +157,41 @@ def add_person(db: Database, site_id: str, person_id: str, *, name: str, unit: s
         raise RegistryError(f"status {status!r}: expected one of {PERSON_STATUSES}")
     if risk not in RISKS:
         raise RegistryError(f"risk {risk!r}: expected green, yellow, red or none")
-    payload = {
-        "name": name, "unit": unit, "site": site_id, "status": status,
-        "observation_until": observation_until.isoformat() if observation_until else None,
-        "risk": risk, "returnee": bool(returnee),
-    }
-    upsert(db, site_id, "person", person_id, payload, by)
-    return payload
+    # Kept in the staff's `people` table too (sync.server.people), which writes the feed.
+    from sync.server import people
+
+    building, unit_, room = people.split_unit(unit)
+    fields = {"name": name, "building": building, "unit": unit_, "room": room, "status": status,
+              "observation_until": observation_until, "risk": risk, "returnee": bool(returnee)}
+    saved = people.save_one(db, site_id, fields, by=by or "unknown", person_id=person_id, action="person.add")
+    return people.gate_payload(saved.row)
 
 
 def set_observation(db: Database, site_id: str, person_id: str, until: date | None, *,
-                    risk: str | None = None, returnee: bool | None = None, by: str | None = None) -> dict:
-    """Start (or end, with until=None) a person's home observation period."""
+                    risk: str | None = None, returnee: bool | None = None, by: str | None = None,
+                    reason: str | None = None) -> dict:
+    """Start (or end, with until=None) a person's home observation period.
+    Changing an end date already set needs a `reason` (audited)."""
     if risk not in RISKS:
         raise RegistryError(f"risk {risk!r}: expected green, yellow, red or none")
+    from sync.server import people
+
+    fields: dict[str, Any] = {"observation_until": until}
+    if risk is not None:
+        fields["risk"] = risk
+    if returnee is not None:
+        fields["returnee"] = returnee
     with db.write() as conn:
-        person = _current(conn, site_id, "person", person_id)
-        if person is None:
+        current = people.get(conn, site_id, person_id)
+        if current is None:
             raise RegistryError(f"site {site_id!r} has no person {person_id!r}; add them first")
-        person["observation_until"] = until.isoformat() if until else None
-        if risk is not None:
-            person["risk"] = risk
-        if returnee is not None:
-            person["returnee"] = returnee
-        record_change(db, conn, site_id, "person", person_id, "upsert", person, by)
-    return person
+        if current["observation_until"] is not None and current["observation_until"] != until \
+                and not (reason or "").strip():
+            raise RegistryError(f"{person_id}'s observation already ends on {current['observation_until']}: "
+                                "changing it needs a reason")
+        saved = people.save(db, conn, site_id, fields, by=by or "unknown", person_id=person_id,
+                            action="person.observation", reason=(reason or "").strip() or None)
+    return people.gate_payload(saved.row)
 
 
 def revoke_pass(db: Database, site_id: str, pass_id: str, reason: str, by: str | None = None) -> dict:
@@ -293,7 +342,10 @@ def acknowledge_alert(db: Database, alert_id: int, by: str, *, site_id: str | No
 
 
 def _alert_dict(row) -> dict:
-    data = dict(row._mapping)
+    # A reading stored before input was checked (NaN, Infinity; body_c, max_c,
+    # clinical_c) is shown as unknown: never a 500 for the whole list.
+    data = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+            for key, value in row._mapping.items()}
     data["event_time"] = datetime.fromtimestamp(data.pop("event_time_ns") / 1e9, timezone.utc).isoformat()
     for key in ("received_at", "acknowledged_at", "closed_at"):
         value = data.get(key)

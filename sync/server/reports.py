@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

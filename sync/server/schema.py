@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     DateTime,
+    Date,
     Float,
     Index,
+    LargeBinary,
     Integer,
     MetaData,
     String,
@@ -228,6 +230,95 @@ gate_contact = Table(
     Column("last_contact_ns", BigInteger, nullable=False),
 )
 
+# --- residents, passes and imports (branch reg-people; created by _v_reg_people_registry) ---
+# Kept out of `metadata` so that _v1's create_all stays exactly what it was.
+people_metadata = MetaData()
+
+# The staff's record of each person. The gates never read this table: every
+# change here also appends a `person` change to the registry feed
+# (sync.server.people), which is what the kiosks download.
+people = Table(
+    "people",
+    people_metadata,
+    Column("site_id", String(64), primary_key=True),
+    Column("person_id", String(128), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("phone", String(32), nullable=False, default=""),
+    Column("building", String(32), nullable=False, default=""),
+    Column("unit", String(32), nullable=False, default=""),
+    Column("room", String(32), nullable=False, default=""),
+    Column("kind", String(16), nullable=False, default="resident"),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("landlord_id", String(128)),
+    Column("moved_in", Date),
+    Column("returnee", Boolean, nullable=False, default=False),
+    Column("arrival_date", Date),
+    Column("origin", String(64)),
+    Column("contact", String(64)),
+    Column("observation_until", Date),
+    Column("risk", String(8)),
+    # building|unit|room|name, normalised: what makes re-importing a ledger a no-op.
+    Column("natural_key", String(200), nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("updated_by", String(64)),
+    Index("ix_people_natural_key", "site_id", "natural_key", unique=True),
+    Index("ix_people_building", "site_id", "building", "unit", "room"),
+)
+
+# The community's pass-issuing key, private half encrypted with a passphrase
+# that is never stored in the database (given to `registry serve`).
+issuer_keys = Table(
+    "issuer_keys",
+    people_metadata,
+    Column("site_id", String(64), primary_key=True),
+    Column("kid", String(8), nullable=False),
+    Column("public_pem", Text, nullable=False),
+    Column("private_pem_encrypted", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(64)),
+)
+
+# Every pass the server issued, so a lost one is revoked by finding its person.
+passes = Table(
+    "passes",
+    people_metadata,
+    Column("pass_id", String(16), primary_key=True),
+    Column("site_id", String(64), nullable=False),
+    Column("person_id", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("kid", String(8), nullable=False),
+    Column("valid_from", Timestamp, nullable=False),
+    Column("valid_to", Timestamp, nullable=False),
+    Column("text", String(160), nullable=False),
+    Column("batch_id", String(32), nullable=False),
+    Column("issued_at", Timestamp, nullable=False),
+    Column("issued_by", String(64)),
+    Column("revoked_at", Timestamp),
+    Column("revoked_by", String(64)),
+    Column("revoke_reason", String(200)),
+    Index("ix_passes_person", "site_id", "person_id"),
+    Index("ix_passes_batch", "batch_id"),
+)
+
+# An uploaded ledger between preview and commit: nothing reaches `people`
+# until the clerk confirms. The file is dropped once committed or cancelled.
+import_jobs = Table(
+    "import_jobs",
+    people_metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("site_id", String(64), nullable=False),
+    Column("list_kind", String(16), nullable=False),
+    Column("filename", String(200), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content", LargeBinary),
+    Column("mapping", Text),
+    Column("status", String(16), nullable=False),
+    Column("summary", Text),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(64)),
+    Column("finished_at", Timestamp),
+)
+
 # --- reg-staff: accounts, sessions, audit (created by _v_reg_staff_accounts) ---------
 
 # A staff member's role and password (argon2 hash), one row per `staff` row.
@@ -349,6 +440,26 @@ def _v1(db: Database, conn) -> None:
     conn.execute(text("CREATE INDEX ix_events_unanchored ON events (boot_id) WHERE time_source = 'unknown'"))
 
 
+enrol_codes = Table(
+    "enrol_codes",
+    MetaData(),  # created by its migration, not by _v1's create_all
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("site_id", String(64), nullable=False),
+    Column("gate_name", String(64), nullable=False),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("used_at", Timestamp),
+)
+
+
+def _v_deploy_enrol_codes(db: Database, conn) -> None:
+    """One-time enrolment codes (sync.server.enrolment)."""
+    enrol_codes.create(conn)
+
+
+
 def _v_reg_staff_accounts(db: Database, conn) -> None:
     """Staff roles, site scopes, street offices, password sessions, login
     throttling, the audit log and staff follow-ups of fever alerts.
@@ -359,6 +470,26 @@ def _v_reg_staff_accounts(db: Database, conn) -> None:
     metadata.create_all(conn, tables=sorted(_REG_STAFF_TABLES, key=lambda t: t.name))
     conn.execute(text("INSERT INTO staff_accounts (staff_id, role) SELECT id, 'admin' FROM staff"))
     conn.execute(text("INSERT INTO staff_scopes (staff_id, kind, value) SELECT id, 'site', '*' FROM staff"))
+
+
+def _v_reg_people_registry(db: Database, conn) -> None:
+    """Residents, issuer keys, issued passes and import jobs; existing persons copied in."""
+    import json
+
+    people_metadata.create_all(conn)
+    now = datetime.now(timezone.utc)
+    rows = conn.execute(text(
+        "SELECT site_id, entity_id, payload FROM registry_state WHERE entity = 'person'")).all()
+    for site_id, person_id, payload in rows:
+        data = json.loads(payload)
+        name = str(data.get("name") or person_id)[:64]
+        until = data.get("observation_until")
+        conn.execute(people.insert().values(
+            site_id=site_id, person_id=person_id, name=name, phone="", building="", unit=str(data.get("unit") or "")[:32],
+            room="", kind="resident", status=data.get("status") or "active", returnee=bool(data.get("returnee")),
+            observation_until=date.fromisoformat(until) if until else None, risk=data.get("risk"),
+            natural_key=f"id:{person_id}", updated_at=now, updated_by="migration"))
+
 
 
 
@@ -386,7 +517,7 @@ def _v_fever_alert_cases(db: Database, conn) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_alerts_case ON alerts (site_id, case_id)"))
 
 
-MIGRATIONS = [_v1, _v_street_outbox, _v_fever_alert_cases, _v_reg_staff_accounts]
+MIGRATIONS = [_v1, _v_street_outbox, _v_fever_alert_cases, _v_reg_staff_accounts, _v_reg_people_registry, _v_deploy_enrol_codes]
 
 
 def migrate(db: Database) -> int:

@@ -171,6 +171,27 @@ def test_scanner_notices_a_slow_change_against_the_last_decoded_frame():
     assert len(decoded) >= 6
 
 
+def _flicker(frame, offset):
+    """The whole frame brighter or darker by `offset` grey levels (mains-frequency
+    flicker, auto-exposure steps), saturating like a sensor."""
+    shifted = frame.astype(np.int16) + offset
+    return np.clip(shifted, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scanner_skips_an_empty_scene_under_brightness_flicker_and_still_sees_an_arrival(backend):
+    rng = np.random.default_rng(4)
+    offsets = [int(x) for x in rng.integers(-12, 13, size=30)]
+    offsets[1], offsets[2] = 12, -12  # the full swing, frame to frame
+    scanner = Scanner(backend, rescan_every=15)
+    results = [scanner.scan(_flicker(_scene(None, k % 6), offsets[k])) for k in range(30)]
+    # Only the first frame and the periodic rescan are decoded: 14 of 15 skipped.
+    assert scanner.skipped >= 28, results
+    text = sample_pass_text(5)
+    assert scanner.scan(_flicker(_scene(text, 20), -12)) == [text]
+    assert scanner.scan(_flicker(_scene(None, 22), 12)) == []  # gone again: decoded
+
+
 def test_scanner_reset_forces_the_next_decode():
     scanner = Scanner("zxing", rescan_every=1000)
     frame = _scene(None, 0)

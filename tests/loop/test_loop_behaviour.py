@@ -151,13 +151,3 @@ def test_start_closes_the_relay_and_marks_an_interrupted_decision(sim_settings, 
     finally:
         app.stop()
     assert [s.state for s in pin.states][-1] is False
-
-
-def test_a_bug_in_the_loop_stops_the_kiosk_with_the_relay_closed(kiosk, issue):
-    def broken(*args, **kwargs):
-        raise ZeroDivisionError("a bug")
-
-    kiosk.checkpoint.step = broken
-    wait_for(lambda: kiosk.stop_event.is_set())
-    assert isinstance(kiosk.failed, ZeroDivisionError)
-    assert kiosk.relay_pin.state is False

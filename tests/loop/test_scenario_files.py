@@ -15,6 +15,7 @@ from gateway.scenario import (
     load_scenario,
     parse_scenario,
     pass_texts,
+    beijing_today,
     resolve_registry,
 )
 
@@ -92,3 +93,34 @@ def test_registry_dates_relative_to_today():
 def test_literal_texts_pass_through(sim_settings):
     scenario = parse_scenario([{"at": 0, "qr": "<b>hi</b>", "object_c": 36}, {"at": 1, "qr": None, "object_c": 36}])
     assert pass_texts(scenario, sim_settings) == ["<b>hi</b>", None]
+
+
+@pytest.mark.parametrize("utc, beijing", [
+    ("2026-02-10T15:59:00+00:00", "2026-02-10"),
+    ("2026-02-10T16:00:00+00:00", "2026-02-11"),  # the kiosk's day has already turned
+    ("2026-02-10T23:30:00+00:00", "2026-02-11"),
+])
+def test_relative_dates_count_from_the_beijing_day(utc, beijing):
+    assert beijing_today(datetime.fromisoformat(utc)).isoformat() == beijing
+
+
+def test_returnee_example_gives_14_days_of_observation(sim_settings):
+    from pathlib import Path
+
+    from gateway.journal import Journal
+    from gateway.passes import PassVerdict
+    from gateway.registry_copy import CHINA_TZ, registry_entry
+
+    scenario = load_scenario(Path(__file__).resolve().parents[2] / "examples" / "returnee.yaml")
+    arrival = datetime(2026, 2, 10, 9, 0, tzinfo=CHINA_TZ)  # arrives in the morning, Beijing time
+    journal = Journal.open(sim_settings.journal.path)
+    try:
+        journal.apply_registry_page(resolve_registry(scenario.registry, arrival.date()), "")
+        verdict = PassVerdict(valid=True, reasons=[], signature_ok=True, person_id="r-301", pass_id="p-r-301", kind="resident")
+        days = [arrival.date().toordinal() + n for n in range(20)]
+        observed = [registry_entry(journal, verdict, datetime.fromordinal(d).replace(hour=12, tzinfo=CHINA_TZ))[0].status
+                    for d in days]
+    finally:
+        journal.close()
+    # The day of arrival is day 1 (L1542 居家观察14天): days 1-14 observed, day 15 free.
+    assert observed.count("under_observation") == 14 and observed[14] == "active"

@@ -146,7 +146,9 @@ def test_large_panel_keeps_its_look(browser, served):
             buttonHeight: document.querySelector('nav.actions button').getBoundingClientRect().height})""")
         assert look["word"] == "60px"  # idle; a decision is 88px
         assert look["side"] == 360
-        assert len(look["tops"]) == 5 and len(set(look["tops"])) == 1  # one row of five
+        # One row: open, re-measure, visitor, staff temperature, disinfection and "More" (the
+        # gate-rule actions live there; "No mask" joins the row when the policy requires masks).
+        assert len(look["tops"]) == 6 and len(set(look["tops"])) == 1
         assert look["buttonHeight"] >= 80
     finally:
         context.close()
@@ -169,7 +171,9 @@ def test_queue_screen_fits_its_longest_message(browser, served, size, lang):
     try:
         page.goto(f"{url}/public?lang={lang}", wait_until="domcontentloaded")
         dropoff = Policy().courier_dropoff.as_dict()
-        texts = [messages.text(key, lang, dropoff=dropoff) for key in messages.MESSAGES if key.startswith("public.")]
+        entrance = Policy().open_entrance.as_dict()  # a closed gate names the open one
+        texts = [messages.text(key, lang, dropoff=dropoff, open_entrance=entrance)
+                 for key in messages.MESSAGES if key.startswith("public.")]
         longest = max(texts, key=len)
         assert "快递" in longest or "parcels" in longest
         for text in sorted(texts, key=len):

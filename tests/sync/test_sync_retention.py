@@ -23,7 +23,7 @@ with warnings.catch_warnings():
 from gateway.cli import main
 from gateway.clock import to_ns
 from sync.server import auth, create_app, open_database, registry
-from sync.server.ingest import ingest
+from sync.server.ingest import Diverged, ingest
 from sync.server.retention import cutoff_for, purge
 from sync.server.schema import alerts, clock_anchors, ensure_partitions, events, migrate, quarantine, streams
 
@@ -172,8 +172,13 @@ def test_the_watermark_still_dedupes_a_purged_batch(filled):
     result = ingest(db, gate, STREAM, 4, [make(seq, received) for make, seq in batch], now=NOW)
     assert [r["status"] for r in result.results] == ["duplicate"] * 3
     assert result.acked_through == 18
-    old_again = ingest(db, gate, STREAM, 1, [ev(s, NOW) for s in range(1, 19)], now=NOW)
+    everything = [make(seq, received) for received, batch in HISTORY for make, seq in batch]
+    old_again = ingest(db, gate, STREAM, 1, everything, now=NOW)
     assert old_again.duplicates == 18 and old_again.accepted == 0
+    # Other content under a stored seq is not a duplicate (issue 11: a rolled-back journal).
+    with pytest.raises(Diverged) as diverged:
+        ingest(db, gate, STREAM, 1, [ev(s, NOW) for s in range(1, 19)], now=NOW)
+    assert diverged.value.diverged_at == 13  # 1..12 are purged and cannot be compared
     after = _snapshot(db)
     assert after["events"] == YOUNG_EVENTS and after["quarantine"] == [15] and after["clock_anchors"] == [14]
     # The stream carries on from its watermark.

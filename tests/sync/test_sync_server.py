@@ -125,7 +125,8 @@ def test_an_open_fever_alert_gets_the_corrected_time(env):
     fever = dict(ev(1, synced=False, mono_s=100), wall_time=to_ns(bogus), flagged=True, decision="deny",
                  reasons=["fever"], body_c=38.4)
     upload(client, 1, [fever])
-    assert registry.open_alerts(db, "site-1")[0]["event_time"].startswith("1970")
+    # Before its boot's anchor arrives the alert shows the receipt time, never 1970 (issue 11).
+    assert registry.open_alerts(db, "site-1")[0]["event_time"][:4] != "1970"
     server_time = datetime(2026, 2, 1, 9, 0, tzinfo=timezone.utc)
     anchor = dict(ev(2, synced=False, mono_s=160), kind="clock_anchor", decision=None, reasons=[],
                   detail={"server_time": server_time.isoformat()})
@@ -281,3 +282,72 @@ def test_a_cursor_ahead_of_the_server_gets_410(env):
     # A kiosk that saw change 50 before the server was restored from a backup.
     r = client.get("/api/v1/sites/site-1/registry", params={"since": 50}, headers={"If-None-Match": '"h50"'})
     assert r.status_code == 410
+
+
+def test_a_clock_anchor_applies_only_to_its_own_stream(env):
+    """Issue 11: a gate of site 2 must not rewrite a site-1 gate's event times
+    with an anchor that carries the victim's boot id."""
+    client, db = env["client"], env["db"]
+    bogus = datetime(1970, 1, 2, tzinfo=timezone.utc)
+    victim = dict(ev(1, synced=False, mono_s=100, boot="boot-victim"), wall_time=to_ns(bogus))
+    upload(client, 1, [victim])
+    _, other_token = auth.add_gate(db, "site-2", "west-9")
+    forged = dict(ev(1, synced=False, mono_s=100, boot="boot-victim"), kind="clock_anchor", decision=None,
+                  reasons=[], detail={"server_time": "2025-06-01T00:00:00+00:00"})
+    r = client.post("/api/v1/streams/attacker/events", json={"first_seq": 1, "events": [forged]},
+                    headers={"Authorization": f"Bearer {other_token}"})
+    assert r.status_code == 200
+    later = dict(ev(2, synced=False, mono_s=130, boot="boot-victim"), wall_time=to_ns(bogus))
+    upload(client, 2, [later])  # the victim's own later event is not placed by the forged anchor either
+    with db.read() as conn:
+        rows = conn.execute(select(events.c.seq, events.c.event_time_ns, events.c.time_source)
+                            .where(events.c.stream_id == "stream-1")).all()
+    assert {r.time_source for r in rows} == {"unknown"}
+    assert all(abs(r.event_time_ns - to_ns(datetime(2025, 6, 1, tzinfo=timezone.utc))) > 10**12 for r in rows)
+
+
+def test_a_staff_token_cannot_push_an_issuer_key_every_gate_trusts(env):
+    """Issue 11: a key for site `*` is trusted by every gate; over HTTP only an
+    administrator whose own scope is every site may push one. A site's own
+    administrator cannot."""
+    from gateway.passes import generate_keypair
+
+    client, db = env["client"], env["db"]
+    _, site_admin = auth.add_staff(db, "li", role="admin", sites=["site-1"])
+    _private, public = generate_keypair()
+    r = client.post("/api/v1/staff/sites/*/keys", headers={"Authorization": f"Bearer {site_admin}"},
+                    json={"public_pem": public.decode()})
+    assert r.status_code == 403
+    assert client.get("/api/v1/sites/site-1/registry").json()["changes"] == []
+
+
+@pytest.mark.parametrize("claimed", [datetime(1970, 1, 1, 0, 0, 5, tzinfo=timezone.utc), "plus_30_days"])
+def test_a_synced_kiosk_time_far_from_the_receipt_is_corrected(env, claimed):
+    """Issue 11: a kiosk claiming a synced clock cannot store 1970 or next month."""
+    client, db = env["client"], env["db"]
+    now = datetime.now(timezone.utc)
+    when = now + timedelta(days=30) if claimed == "plus_30_days" else claimed
+    lying = dict(ev(1), time=when.isoformat(), wall_time=to_ns(when), flagged=True, decision="deny",
+                 reasons=["fever"], body_c=38.4)
+    honest = dict(ev(2), time=now.isoformat(), wall_time=to_ns(now))
+    r = upload(client, 1, [lying, honest])
+    assert [x.get("time_refused", False) for x in r.json()["results"]] == [True, False]
+    with db.read() as conn:
+        rows = {r.seq: r for r in conn.execute(select(events.c.seq, events.c.event_time_ns, events.c.time_source))}
+    assert rows[1].time_source == "receipt"
+    assert abs(rows[1].event_time_ns - to_ns(now)) < 60 * 10**9
+    assert rows[2].time_source == "clock" and rows[2].event_time_ns == to_ns(now)
+    (alert,) = registry.open_alerts(db, "site-1")
+    assert alert["event_time"][:10] == now.date().isoformat()
+
+
+def test_an_anchor_from_the_future_is_not_used(env):
+    client, db = env["client"], env["db"]
+    future = datetime.now(timezone.utc) + timedelta(days=30)
+    anchor = dict(ev(1, synced=False, mono_s=200), kind="clock_anchor", decision=None, reasons=[],
+                  detail={"server_time": future.isoformat()})
+    unsynced = dict(ev(2, synced=False, mono_s=210))
+    upload(client, 1, [anchor, unsynced])
+    with db.read() as conn:
+        source = conn.execute(select(events.c.time_source).where(events.c.seq == 2)).scalar_one()
+    assert source == "unknown"

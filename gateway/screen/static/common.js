@@ -21,3 +21,6 @@ function liveStream(view, render, onLive) {
   source.onerror = () => onLive(false);
   return source;
 }
+
+// A posted text: a plain string, or {zh, en} in the screen's language.
+function localText(r) { return typeof r === "string" ? r : (r[window.LANG] || r.zh || ""); }

@@ -3,7 +3,7 @@
 let state = window.INITIAL;
 let noticeTimer = null;
 let lastNoticeAt = null;
-const HEALTH_ORDER = ["thermometer", "camera", "disk", "clock", "registry", "sync"];
+const HEALTH_ORDER = ["thermometer", "camera", "disk", "checkpoint", "clock", "registry", "sync"];
 
 function decisionWord(cur) {
   if (cur.kind === "override") return t("opened");  // the gate is open: never a red FEVER over it
@@ -154,12 +154,30 @@ function renderAlerts(s) {
 function renderStatic(s) {
   setText("gate-name", s.gate.name || s.gate.id);
   setText("gate-dir", t("direction." + s.gate.direction));
-  const rules = el("rules");
-  if (rules.childElementCount !== s.rules.length) {
+  const rules = el("rules"), texts = s.rules.map(localText);
+  if (rules.dataset.shown !== JSON.stringify(texts)) {  // the policy in force builds them: they change
+    rules.dataset.shown = JSON.stringify(texts);
     rules.textContent = "";
-    for (const r of s.rules) { const li = document.createElement("li"); li.textContent = r; rules.append(li); }
+    for (const r of texts) { const li = document.createElement("li"); li.textContent = r; rules.append(li); }
   }
   setText("policy", t("policy." + s.policy.enforcement) + t("sep") + t("policy.visitor." + s.policy.visitor_mode));
+}
+
+// Duty reminders (issue 12): the shift's hand-over or nobody on duty; disinfection due or overdue.
+function renderGateRules(s) {
+  const g = s.gate_rules || {}, st = g.staffing || {};
+  let shift = "", urgent = false;
+  if (st.alarm) { shift = t(st.unattended === "refuse" ? "staffing.unstaffed_refuse" : "staffing.unstaffed", { since: clockText(st.unstaffed_since).slice(0, 5) }); urgent = true; }
+  else if (st.handover_due) shift = t("staffing.handover", { time: clockText(st.shift_ends).slice(0, 5) });
+  el("shift-bar").hidden = !shift;
+  el("shift-bar").classList.toggle("urgent", urgent);
+  setText("shift-text", shift);
+  const due = g.disinfection && g.disinfection.reminder;
+  el("disinfect-bar").hidden = !due;
+  el("disinfect-bar").classList.toggle("urgent", !!due && due.status === "overdue");
+  setText("disinfect-text", due ? t("disinfect." + due.status, { time: due.time }) : "");
+  el("no-mask-btn").hidden = !g.mask_required;  // the policy says whether a mask is required
+  document.body.dataset.lane = g.lane || "person";  // a vehicle lane puts 车辆通行 in the bar
 }
 
 function renderOperator(s) {
@@ -189,7 +207,7 @@ function render(s) {
   renderStatic(s); renderOperator(s); renderDecision(s); renderReading(s);
   setText("count-admit", String(s.counts.admit)); setText("count-deny", String(s.counts.deny));
   setText("count-flagged", String(s.counts.flagged));
-  renderHealth(s); renderRecent(s); renderAlerts(s); renderNotice(s);
+  renderHealth(s); renderRecent(s); renderAlerts(s); renderNotice(s); renderGateRules(s);
   document.body.dataset.version = s.version;
 }
 
@@ -268,6 +286,10 @@ function openModal(id) {
     setText("case-who", a ? t("case.who", { who: caseWho(a), time: clockText(a.time), n: a.readings, max: fmt(a.max_c) })
       + (a.clinical_c != null ? " · " + t("case.clinical_done", { c: fmt(a.clinical_c) }) : "") : "");
   }
+  if (id === "vehicle-modal")  // hidden fields survive form.reset(): a new vehicle starts typed-in
+    for (let i = 0; i < 5; i++) form.elements["occupant_" + i + "_source"].value = "";
+  if (id === "vehicle-modal" && state.gate_rules && state.gate_rules.vehicle_waiting && !form.elements.plate.value)
+    form.elements.plate.value = state.gate_rules.vehicle_waiting;
   if (id === "staff-modal" && state.operator && !form.elements.person.value) form.elements.person.value = state.operator.name;
   dlg.showModal();
   if (!form) return;
@@ -289,6 +311,30 @@ el("remeasure-btn").addEventListener("click", async () => {
   const body = await post("remeasure", { for_seq: seq });
   if (!body.ok) showNotice(Object.values(body.errors || {}).map((e) => t(e.key, e.values)).join("；"), true);
 });
+// One tap: the guard refuses the person in front (no mask; refuses to be measured).
+async function refuse(refusal) {
+  if (!state.operator) { openModal("signin-modal"); return; }
+  const seq = state.phase === "decided" && state.current ? state.current.seq : null;
+  const body = await post("refuse", { refusal: refusal, for_seq: seq });
+  if (!body.ok) showNotice(Object.values(body.errors || {}).map((e) => t(e.key, e.values)).join("；"), true);
+}
+el("no-mask-btn").addEventListener("click", () => refuse("no_mask"));
+// A box the guard types into is the guard's reading, not the thermometer's.
+for (let i = 0; i < 5; i++) {
+  const form = el("vehicle-modal").querySelector("form");
+  form.elements["occupant_" + i + "_c"].addEventListener("input", () => { form.elements["occupant_" + i + "_source"].value = ""; });
+}
+// A vehicle occupant held up to the thermometer: its reading fills the next empty box (automatic where possible).
+el("vehicle-read-btn").addEventListener("click", async () => {
+  const form = el("vehicle-modal").querySelector("form");
+  const body = await post("vehicle-reading", {});
+  if (!body.ok) { showErrors(form, body.errors || { form: { key: "offline" } }); return; }
+  for (let i = 0; i < 5; i++) {
+    const box = form.elements["occupant_" + i + "_c"];
+    if (!box.value) { box.value = Number(body.body_c).toFixed(1); form.elements["occupant_" + i + "_source"].value = "thermometer"; break; }
+  }
+});
+el("refuse-measure-btn").addEventListener("click", () => refuse("refused_measurement"));
 // Typing in a field clears its error; quick notes add a common phrase to the note.
 document.querySelectorAll("dialog input").forEach((input) => input.addEventListener("input", () => {
   input.classList.remove("invalid");

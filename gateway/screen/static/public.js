@@ -12,7 +12,7 @@ function renderPublic(s) {
   panel.className = "public-panel " + cls;
   setText("public-word", word);
   setText("public-sub", sub);
-  setText("public-rules", s.rules.join("　·　"));
+  setText("public-rules", s.rules.map(localText).join("　·　"));
   fitText(el("public-word"), panel);
 }
 
