@@ -126,7 +126,7 @@ def revoke_gate(db: Database, site_id: str, name: str, *, by: str = "system") ->
                      before={"id": row.id, "active": True}, after={"id": row.id, "active": False})
     # After the commit, so no request in between can cache the row again:
     # this process refuses the token at once (others within REVOCATION_POLL_S).
-    _forget_token_hash(row.token_hash)
+    forget_gate(db, row.site_id, row.name)
     return Gate(row.id, row.site_id, row.name)
 
 
@@ -159,6 +159,15 @@ _cache_lock = threading.Lock()
 def _forget_token_hash(token_hash: str) -> None:
     with _cache_lock:
         _gate_cache.pop(token_hash, None)
+
+
+def forget_gate(db: Database, site_id: str, name: str) -> None:
+    """Drop a gate's cached tokens at once: call it after committing any
+    revocation made through this process (revoke_gate, re-enrolment)."""
+    with _cache_lock:
+        for token_hash, (cached_db, gate, _at) in list(_gate_cache.items()):
+            if cached_db is db and gate.site_id == site_id and gate.name == name:
+                del _gate_cache[token_hash]
 
 
 def _poll_revocations(db: Database, now: float) -> None:
