@@ -163,10 +163,12 @@ def _forget_token_hash(token_hash: str) -> None:
 
 def forget_gate(db: Database, site_id: str, name: str) -> None:
     """Drop a gate's cached tokens at once: call it after committing any
-    revocation made through this process (revoke_gate, re-enrolment)."""
+    revocation made through this process (revoke_gate, re-enrolment). Every
+    Database object of this process forgets it (a CLI command may have
+    opened its own)."""
     with _cache_lock:
-        for token_hash, (cached_db, gate, _at) in list(_gate_cache.items()):
-            if cached_db is db and gate.site_id == site_id and gate.name == name:
+        for token_hash, (_db, gate, _at) in list(_gate_cache.items()):
+            if gate.site_id == site_id and gate.name == name:
                 del _gate_cache[token_hash]
 
 
