@@ -87,9 +87,24 @@ class Http:
 
     async def post(self, path: str, token: str, body: bytes) -> tuple[int, bytes]:
         async with self.slots:
-            conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+            reused = bool(self.idle)
+            conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
             try:
                 status, reply = await asyncio.wait_for(self._exchange(conn, path, token, body), self.timeout_s)
+            except (IndexError, ConnectionError, asyncio.IncompleteReadError):
+                conn[1].close()
+                if not reused:
+                    raise
+                # The server closed this idle keep-alive connection before our
+                # request (uvicorn's keep-alive timeout): once more on a new
+                # one, as HTTP clients do. Safe: the watermark makes an upload
+                # idempotent.
+                conn = await asyncio.open_connection(self.host, self.port)
+                try:
+                    status, reply = await asyncio.wait_for(self._exchange(conn, path, token, body), self.timeout_s)
+                except BaseException:
+                    conn[1].close()
+                    raise
             except BaseException:
                 conn[1].close()  # a timed-out or broken connection is not reused
                 raise
