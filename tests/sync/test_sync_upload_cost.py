@@ -160,3 +160,27 @@ def test_racing_resends_of_one_batch_are_stored_once(db_url):
         seqs = [e.seq for e in conn.execute(events.select().where(events.c.stream_id == "s-a"))]
     assert sorted(seqs) == [1, 2, 3, 4]
     db.dispose()
+
+
+def test_a_pooled_connection_killed_while_idle_is_replaced_unseen(db_url, monkeypatch):
+    """No ping per checkout any more: a connection idle past IDLE_PING_S is
+    pinged, and one that died (PostgreSQL restarted) is replaced before the
+    request uses it."""
+    from sqlalchemy import text
+
+    from sync.server import db as db_module
+
+    db = open_database(db_url)
+    if not db.is_postgres:
+        db.dispose()
+        pytest.skip("SQLite has no server connection to lose")
+    with db.read() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    killer = open_database(db_url)
+    with killer.write() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    killer.dispose()
+    monkeypatch.setattr(db_module, "IDLE_PING_S", 0.0)  # the pooled connection counts as idle
+    with db.read() as conn:
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+    db.dispose()
