@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from sync.server import audit
+from sync.server import audit, hotpath
 from sync.server.db import Database
 from sync.server.schema import gates, staff, staff_accounts, staff_scopes, staff_sessions
 
@@ -121,6 +124,9 @@ def revoke_gate(db: Database, site_id: str, name: str, *, by: str = "system") ->
         conn.execute(gates.update().where(gates.c.id == row.id).values(revoked_at=_now()))
         audit.record(conn, actor=by, action="gate.revoke", site_id=site_id, entity="gate", entity_id=name,
                      before={"id": row.id, "active": True}, after={"id": row.id, "active": False})
+    # After the commit, so no request in between can cache the row again:
+    # this process refuses the token at once (others within REVOCATION_POLL_S).
+    forget_gate(db, row.site_id, row.name)
     return Gate(row.id, row.site_id, row.name)
 
 
@@ -132,15 +138,98 @@ def list_gates(db: Database, site_id: str | None = None) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(query.order_by(gates.c.id))]
 
 
+# Gate-token cache (issue 14): a gate uploads every few seconds, and reading
+# its row each time cost a pool checkout and four database round trips per
+# request. An active gate found in the database is remembered, keyed by the
+# token's SHA-256 (never the token). Every REVOCATION_POLL_S seconds the
+# next request first reads which gates are revoked (one small query per
+# process, not one per request) and drops them from the cache: a revocation
+# made by another process (the CLI, another replica) is refused within
+# REVOCATION_POLL_S, one made through this process (revoke_gate) at once.
+# Unknown or revoked tokens are never cached, so every refusal reads the
+# database. Entries are re-read after CACHE_MAX_AGE_S and the size is bounded.
+REVOCATION_POLL_S = 5.0
+CACHE_MAX_AGE_S = 600.0
+_CACHE_MAX = 100_000
+_gate_cache: dict[str, tuple[Database, Gate, float]] = {}
+_last_poll: "weakref.WeakKeyDictionary[Database, float]" = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+
+
+def _forget_token_hash(token_hash: str) -> None:
+    with _cache_lock:
+        _gate_cache.pop(token_hash, None)
+
+
+def forget_gate(db: Database, site_id: str, name: str) -> None:
+    """Drop a gate's cached tokens at once: call it after committing any
+    revocation made through this process (revoke_gate, re-enrolment). Every
+    Database object of this process forgets it (a CLI command may have
+    opened its own)."""
+    with _cache_lock:
+        for token_hash, (_db, gate, _at) in list(_gate_cache.items()):
+            if gate.site_id == site_id and gate.name == name:
+                del _gate_cache[token_hash]
+
+
+def _poll_revocations(db: Database, now: float) -> None:
+    with _cache_lock:
+        last = _last_poll.get(db)
+        if last is not None and now - last < REVOCATION_POLL_S:
+            return
+        _last_poll[db] = now  # one thread polls; the others go on meanwhile
+    try:
+        with db.read() as conn:
+            revoked = set(conn.execute(select(gates.c.token_hash).where(gates.c.revoked_at.is_not(None))).scalars())
+    except Exception:
+        with _cache_lock:  # poll again on the next request
+            _last_poll.pop(db, None)
+        raise
+    with _cache_lock:
+        for token_hash in revoked & _gate_cache.keys():
+            del _gate_cache[token_hash]
+
+
+def cached_gate(db: Database, token: str) -> Gate | None:
+    """The gate from the cache without touching the database, or None (not
+    cached, or a revocation poll is due: then ask gate_for_token)."""
+    if hotpath.BASELINE or REVOCATION_POLL_S <= 0:
+        return None
+    now = time.monotonic()
+    last = _last_poll.get(db)
+    if last is None or now - last >= REVOCATION_POLL_S:
+        return None
+    hit = _gate_cache.get(hash_token(token))
+    return hit[1] if hit is not None and hit[0] is db and now - hit[2] < CACHE_MAX_AGE_S else None
+
+
 def gate_for_token(db: Database, token: str) -> Gate | None:
     """The active gate holding this token, or None (unknown or revoked)."""
+    token_hash = hash_token(token)
+    cached = not hotpath.BASELINE and REVOCATION_POLL_S > 0
+    if cached:
+        now = time.monotonic()
+        _poll_revocations(db, now)
+        hit = _gate_cache.get(token_hash)
+        # Same Database object: a process serving several databases (tests) never mixes them.
+        if hit is not None and hit[0] is db and now - hit[2] < CACHE_MAX_AGE_S:
+            return hit[1]
     with db.read() as conn:
         row = conn.execute(
             select(gates.c.id, gates.c.site_id, gates.c.name).where(
-                gates.c.token_hash == hash_token(token), gates.c.revoked_at.is_(None)
+                gates.c.token_hash == token_hash, gates.c.revoked_at.is_(None)
             )
         ).first()
-    return Gate(row.id, row.site_id, row.name) if row else None
+    if row is None:
+        _forget_token_hash(token_hash)
+        return None
+    gate = Gate(row.id, row.site_id, row.name)
+    if cached:
+        with _cache_lock:
+            if len(_gate_cache) >= _CACHE_MAX:
+                _gate_cache.clear()
+            _gate_cache[token_hash] = (db, gate, time.monotonic())
+    return gate
 
 
 def _check_account(role: str, sites: list[str], offices: list[str]) -> None:

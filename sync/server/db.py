@@ -11,10 +11,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -102,7 +103,11 @@ def open_database(url: str = DEFAULT_DB_URL, *, pool_size: int = 20) -> Database
                                pool_size=pool_size, max_overflow=pool_size)
         _sqlite_discipline(engine)
     elif parsed.get_backend_name() == "postgresql":
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        from sync.server import hotpath
+
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=hotpath.BASELINE)
+        if not hotpath.BASELINE:
+            _ping_when_idle(engine)
     else:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://...")
     return Database(engine)
@@ -127,3 +132,35 @@ def _sqlite_discipline(engine: Engine) -> None:
     def _on_begin(conn):
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+# A connection back in the pool less than this long ago is used without a ping.
+IDLE_PING_S = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for connections that sat idle (issue 14).
+
+    pool_pre_ping costs a round trip on every checkout - under load that is
+    one per request. A connection returned moments ago is almost surely
+    alive; one idle past IDLE_PING_S (a PostgreSQL restart, a NAT timeout)
+    is pinged, and a dead one is replaced before the request sees it. A
+    connection that dies in between fails that one request as a 503 (the
+    kiosk re-sends) and SQLAlchemy drops the pool's other connections.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn, record):
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn, record, _proxy):
+        since = record.info.get("checked_in")
+        if since is None or time.monotonic() - since < IDLE_PING_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as error:  # the driver's own error type: the connection is gone
+            raise exc.DisconnectionError() from error
+        if not alive:
+            raise exc.DisconnectionError()

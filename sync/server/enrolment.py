@@ -102,6 +102,7 @@ def redeem(db: Database, code: str, gate_name: str) -> tuple[auth.Gate, str]:
         gate_id = conn.execute(gates.insert().values(
             site_id=row.site_id, name=gate_name, token_hash=auth.hash_token(token), created_at=now,
         )).inserted_primary_key[0]
+    auth.forget_gate(db, row.site_id, gate_name)  # the old token is refused at once here (issue 14 cache)
     return auth.Gate(gate_id, row.site_id, gate_name), token
 
 
