@@ -107,3 +107,36 @@ def sim_settings(tmp_path):
     path = tmp_path / "gate.toml"
     path.write_text(SIM_CONFIG, encoding="utf-8")
     return load_config(path)
+
+
+# --- a registry on loopback for the browser tests (one per module) ------------------
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A registry server on loopback (SQLite) holding the issuing passphrase; one clerk account."""
+    from tests.sync.sync_harness import ServerThread
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'registry.db'}"
+    running = ServerThread(url, issuer_passphrase=PASSPHRASE).start()
+    add_site(running.db, "site-1", name="幸福里社区", by="setup")
+    auth.add_staff(running.db, "王主任", role="worker", sites=["site-1"], password=PASSWORD, by="setup")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def clerk(browser, registry):
+    """The clerk 王主任 logged in to the pages in Chinese, in the shared Chromium."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(registry.url + "/registry/login")
+    page.fill("input[name=name]", "王主任")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#who")
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"

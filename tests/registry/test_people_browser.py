@@ -13,45 +13,16 @@ import pytest
 
 from gateway.passes import load_public_keys, verify
 from sync.server import auth, issuing, people
-from sync.server.sites import add_site
-from tests.registry.conftest import PASSPHRASE
 from tests.registry.ledgers import resident_rows, xlsx_bytes
 from tests.registry.scan_sheet import scan_with_cli, sheet_to_pngs
-from tests.sync.sync_harness import ServerThread
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-PASSWORD = "correct horse 1"
 
 
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    """A registry server on loopback (SQLite) holding the issuing passphrase; one clerk account."""
-    db_url = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'registry.db'}"
-    server = ServerThread(db_url, issuer_passphrase=PASSPHRASE).start()
-    add_site(server.db, "site-1", name="幸福里社区", by="setup")
-    auth.add_staff(server.db, "王主任", role="worker", sites=["site-1"], password=PASSWORD, by="setup")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def clerk(browser, registry):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(registry.url + "/registry/login")
-    page.fill("input[name=name]", "王主任")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#who")
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 def shot(page, name: str) -> None:

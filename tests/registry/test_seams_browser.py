@@ -14,39 +14,12 @@ from pathlib import Path
 import pytest
 
 from sync.server import auth, issuing, people
-from sync.server.sites import add_site
 from tests.registry.conftest import PASSPHRASE
-from tests.sync.sync_harness import ServerThread
 
 pytestmark = pytest.mark.browser  # `browser`: the one Chromium of tests/conftest.py
 
-PASSWORD = "correct horse 1"
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    db_url = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'registry.db'}"
-    server = ServerThread(db_url, issuer_passphrase=PASSPHRASE).start()
-    add_site(server.db, "site-1", name="幸福里社区", by="setup")
-    auth.add_staff(server.db, "王主任", role="worker", sites=["site-1"], password=PASSWORD, by="setup")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def clerk(browser, registry):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(registry.url + "/registry/login")
-    page.fill("input[name=name]", "王主任")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#who")
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 @pytest.fixture
