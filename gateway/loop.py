@@ -84,6 +84,9 @@ from gateway.vehicles import plate_from_pass_id
 log = logging.getLogger(__name__)
 
 VIEW_GONE_S = 1.0  # a pass unseen this long has left the view
+# A crowd ends only after this long with fewer than two passes in view: one
+# frame in which a code of the crowd was not decoded must not open the gate.
+CROWD_CLEAR_S = 0.5
 PRESENCE_GONE_S = 1.0  # no stable reading this long: the person at the thermometer has left
 SAMPLE_SILENCE_S = 1.5  # no new thermometer sample for this long while measuring: a fault
 PERSON_FAULT_SHOWN_S = 300.0  # a fault in one person's path stays on the health panel this long
@@ -137,6 +140,7 @@ class Checkpoint(GuardControl):
         self.unstaffed = False  # set by the staffing watch (gateway/staffing.py)
         self.vehicle_waiting: dict | None = None  # the last vehicle pass scanned (gateway/vehicles.py)
         self._crowd = False
+        self._crowd_seen_at = 0.0  # monotonic: when two or more passes were last in view
         t = self.settings.temperature
         self._window_s = t.min_samples / t.sample_hz
         self._lookback_s = self._window_s + 2.0 / t.sample_hz
@@ -223,7 +227,7 @@ class Checkpoint(GuardControl):
         elif self.camera.latest() is None:
             texts = self._last_texts = []  # camera down: nothing is in view
         with self._lock:
-            if self._one_at_a_time(texts):
+            if self._one_at_a_time(texts, now):
                 return
             self._track_view(texts, now)
             try:
@@ -242,14 +246,17 @@ class Checkpoint(GuardControl):
                     raise
                 self._person_fault(exc, now)
 
-    def _one_at_a_time(self, texts: list[str]) -> bool:
+    def _one_at_a_time(self, texts: list[str], now: float) -> bool:
         """Two or more different passes in view: decide nobody, open nothing,
         ask for one at a time (logged once per crowd). The person being
         measured, if any, is not decided either."""
         count = len(set(texts))
         if count < 2:
+            if self._crowd and now - self._crowd_seen_at < CROWD_CLEAR_S:
+                return True  # still the crowd, until the others have stepped back for a moment
             self._crowd = False
             return False
+        self._crowd_seen_at = now
         if not self._crowd:
             self._crowd = True
             self._pending = None

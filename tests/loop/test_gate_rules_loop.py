@@ -40,6 +40,20 @@ def test_two_passes_in_one_frame_decide_nobody_and_open_nothing(kiosk, issue):
     assert row["person_id"] == "r-11" and row["decision"] == "admit"
 
 
+def test_a_frame_that_misses_one_code_of_a_crowd_opens_nothing(kiosk, issue):
+    """One frame in which only one of two codes decodes must not decide that person."""
+    a, b = issue("r-21"), issue("r-22")
+    kiosk.hardware.thermometer.set(36.4, 22.0)
+    kiosk.hardware.camera.show((a, b))
+    wait_for(lambda: events(kiosk, "one_at_a_time"), timeout=5)
+    kiosk.hardware.camera.show(a)  # b not decoded for a moment
+    pause(0.2)
+    kiosk.hardware.camera.show((a, b))
+    pause(1.0)
+    assert events(kiosk) == [] and rising_edges(kiosk.relay_pin) == 0
+    assert len(events(kiosk, "one_at_a_time")) == 1
+
+
 def test_in_out_in_within_30_s_is_a_return_not_passback(kiosk, issue):
     text = issue("r-13")
     kiosk.hardware.thermometer.set(36.4, 22.0)
