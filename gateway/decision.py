@@ -315,148 +315,231 @@ def decide(
 
 def _decide(credential, reading, entry, policy, moment, threshold_c, last_use_mono_s, visitor, health_code, override,
             last_opposite_mono_s=None, guard_refusal=None) -> Decision:
+    case = _case(credential, reading, entry, policy, moment, visitor)
+    # The rules in the order of the module docstring; a reason two rules find
+    # (a pass and its holder both of another site) is listed once, first place.
+    reasons = list(dict.fromkeys([
+        *_gate_reasons(case, guard_refusal),
+        *_credential_reasons(case),
+        *_registry_reasons(case),
+        *_stale_registry_reasons(case),
+        *_outsider_reasons(case),
+        *_passback_reasons(case, last_use_mono_s, last_opposite_mono_s),
+        *_temperature_reasons(case, threshold_c),
+        *_health_code_reasons(case, health_code),
+    ]))
+    flagged = "fever" in reasons  # noted even on an unchecked exit
+    notes = [r for r in reasons if not _blocks(r, case)]
+    valid_override = override if _valid_override(override) else None
+    if valid_override is not None:
+        outcome, final = "admit", [*reasons, "guard_override"]
+    elif len(notes) < len(reasons):
+        outcome, final = "deny", reasons
+    else:
+        outcome, final = "admit", notes or ["ok"]
+    return _decision(case, outcome, final, flagged=flagged, alert=flagged or bool(notes) or valid_override is not None,
+                     threshold_c=threshold_c, override=valid_override, health_code=health_code)
+
+
+@dataclass(frozen=True)
+class _Case:
+    """The inputs of one decision, normalised: anything of the wrong type is
+    dropped (as if absent), the direction is "in" or "out", times are aware."""
+
+    policy: Policy
+    moment: GateMoment
+    direction: Direction
+    now: datetime
+    credential: Any  # a PassVerdict, None, or junk (refused as malformed)
+    trusted: bool  # a PassVerdict whose signature verified: its fields can be believed
+    kind: str | None
+    entry: RegistryEntry | None
+    visitor: VisitorRegistration | None
+    reading: Reading | None
+    remeasure: RemeasureResult | None
+
+    @property
+    def entering(self) -> bool:
+        return self.direction == "in"
+
+    @property
+    def gate_id(self) -> str:
+        return getattr(self.moment, "gate_id", "")
+
+    @property
+    def checks_temperature(self) -> bool:
+        return self.entering or self.policy.check_temperature_on_exit
+
+
+def _case(credential, reading, entry, policy, moment, visitor) -> _Case:
     if not isinstance(policy, Policy):
         policy = default_policy()
     direction = moment.direction if moment.direction in ("in", "out") else "in"
-    entering = direction == "in"
     now = _aware(moment.now)
     remeasure = reading if isinstance(reading, RemeasureResult) else None
     if remeasure is not None:
         reading = remeasure.reading
-    if reading is not None and not isinstance(reading, Reading):
-        reading = None
     if not isinstance(visitor, VisitorRegistration):
         visitor = None
-    if not isinstance(entry, RegistryEntry):
-        entry = None
+    trusted = isinstance(credential, PassVerdict) and credential.signature_ok
+    if trusted:
+        kind = credential.kind
+    elif credential is None and visitor is not None and direction == "in":
+        kind = "visitor"  # registered at the gate, no pass needed
+    else:
+        kind = None
+    return _Case(
+        policy=policy, moment=moment, direction=direction, now=now, credential=credential, trusted=trusted,
+        kind=kind, entry=entry if isinstance(entry, RegistryEntry) else None, visitor=visitor,
+        reading=reading if isinstance(reading, Reading) else None, remeasure=remeasure,
+    )
 
-    reasons: list[str] = []
-    # 0. the gate itself: closed by the community (L607), or nobody on duty
-    # and the policy refuses automatic entry meanwhile.
-    gate_id = getattr(moment, "gate_id", "")
-    if gate_id and gate_id in policy.closed_gates:
+
+def _gate_reasons(case: _Case, guard_refusal: object) -> list[str]:
+    """0. The gate itself: closed by the community (L607); nobody on duty and
+    the policy refuses automatic entry meanwhile; a refusal the guard entered."""
+    reasons = []
+    if case.gate_id and case.gate_id in case.policy.closed_gates:
         reasons.append("gate_closed")
     # "refuse automatic *entry*": nobody is kept in because the guard is missing.
-    if entering and getattr(moment, "unstaffed", False) is True and policy.staffing.unattended == "refuse":
+    if case.entering and getattr(case.moment, "unstaffed", False) is True \
+            and case.policy.staffing.unattended == "refuse":
         reasons.append("unstaffed")
     if guard_refusal in GUARD_REFUSALS:
         reasons.append(guard_refusal)
-    trusted = isinstance(credential, PassVerdict) and credential.signature_ok
-    kind: str | None = credential.kind if trusted else None
+    return reasons
 
-    # 1. credential
+
+def _credential_reasons(case: _Case) -> list[str]:
+    """1. The pass: present, verified, valid at the trusted now, of this site."""
+    credential = case.credential
     if credential is None:
-        if visitor is not None and entering:
-            kind = "visitor"  # registered at the gate, no pass needed
-        else:
-            reasons.append("no_credential")
-    elif not isinstance(credential, PassVerdict):
-        reasons.append("malformed")
-    elif not trusted:
-        found = [r for r in credential.reasons if r in CREDENTIAL_REASONS]
-        reasons.extend(found or ["malformed"])
-    else:
-        for reason in (*credential.reasons, *validity_reasons(credential.valid_from, credential.valid_to, now)):
-            if reason in ("expired", "not_yet_valid") and reason not in reasons:
-                reasons.append(reason)
-        if credential.site_id != moment.site_id:
-            reasons.append("wrong_site")
+        return [] if case.kind == "visitor" else ["no_credential"]
+    if not isinstance(credential, PassVerdict):
+        return ["malformed"]
+    if not case.trusted:
+        return [r for r in credential.reasons if r in CREDENTIAL_REASONS] or ["malformed"]
+    validity = (*credential.reasons, *validity_reasons(credential.valid_from, credential.valid_to, case.now))
+    reasons = [r for r in validity if r in ("expired", "not_yet_valid")]
+    if credential.site_id != case.moment.site_id:
+        reasons.append("wrong_site")
+    return reasons
 
-    # 2. registry
-    if trusted and entry is not None:
-        if entry.pass_revoked:
-            reasons.append("revoked")
-        if entry.status == "moved_out":
-            reasons.append("moved_out")
-        if entry.site_id and entry.site_id != moment.site_id and "wrong_site" not in reasons:
-            reasons.append("wrong_site")
-        if (
-            not entering
-            and policy.observation_blocks_exit
-            and entry.status == "under_observation"
-            and (entry.observation_until is None or now < _aware(entry.observation_until))
-        ):
-            reasons.append("under_observation")
 
-    # A stale registry copy may miss a revocation or a home observation:
-    # per policy, a guard confirms (degraded mode) instead of silent acceptance.
-    if trusted and moment.registry_stale is True:
-        reasons.append("registry_stale")
+def _registry_reasons(case: _Case) -> list[str]:
+    """2. What the registry copy knows about a verified pass and its holder."""
+    entry = case.entry
+    if not case.trusted or entry is None:
+        return []
+    reasons = []
+    if entry.pass_revoked:
+        reasons.append("revoked")
+    if entry.status == "moved_out":
+        reasons.append("moved_out")
+    if entry.site_id and entry.site_id != case.moment.site_id:
+        reasons.append("wrong_site")
+    if not case.entering and case.policy.observation_blocks_exit and _under_observation(entry, case.now):
+        reasons.append("under_observation")  # on entry they go home, subject to the temperature check
+    return reasons
 
-    # 3. outsiders
-    if entering and kind == "courier":
-        reasons.append("visitor_policy")
-    elif entering and kind == "visitor" and not _visitor_allowed(policy, entry if trusted else None, visitor):
-        reasons.append("visitor_policy")
-    elif (entering and gate_id and gate_id in policy.unit_door_gates and policy.unit_doors == "members_only"
-          and kind not in MEMBER_KINDS):
-        reasons.append("visitor_policy")  # level 3: unit doors for people who live or work here
 
-    # 4. passback
-    passback = (
-        trusted
-        and _finite(last_use_mono_s)
-        and _finite(moment.mono_s)
-        and 0 <= moment.mono_s - last_use_mono_s < policy.passback_s
-        # in, out, in: a passage the other way since makes the return legitimate
-        and not (_finite(last_opposite_mono_s) and last_opposite_mono_s > last_use_mono_s)
-    )
-    if passback:
-        reasons.append("passback")
+def _under_observation(entry: RegistryEntry, now: datetime) -> bool:
+    """Under home observation now: open-ended, or until a time still ahead."""
+    return entry.status == "under_observation" and (
+        entry.observation_until is None or now < _aware(entry.observation_until))
 
-    # 5. temperature
-    check_temperature = entering or policy.check_temperature_on_exit
-    temperature_reason, flagged = _temperature(reading, threshold_c)
-    if temperature_reason and (check_temperature or temperature_reason == "fever"):
-        # On an unchecked exit only a fever is noted (flag and alert, never block).
-        reasons.append(temperature_reason)
 
-    # 6. health code: entry per policy; on the way out yellow and red mean
-    # home observation (L1732, L1129), refused as discreetly as observation.
-    if entering:
-        health_reason = _health_code(policy, health_code)
-        if health_reason:
-            reasons.append(health_reason)
-    elif policy.health_code_blocks_exit and health_code in ("yellow", "red"):
-        reasons.append(f"health_code_{health_code}")
+def _stale_registry_reasons(case: _Case) -> list[str]:
+    """A stale registry copy may miss a revocation or a home observation:
+    per policy, a guard confirms (degraded mode) instead of silent acceptance."""
+    return ["registry_stale"] if case.trusted and case.moment.registry_stale is True else []
 
-    soft_ok = policy.enforcement == "soft" and kind in MEMBER_KINDS
-    blocking = [
-        r for r in reasons
-        if not (r in TEMPERATURE_REASONS and (not check_temperature or soft_ok))
-        and not (r == "passback" and policy.passback == "alert")
-        and not (r == "registry_stale" and policy.stale_registry == "admit")
-    ]
-    notes = [r for r in reasons if r not in blocking]
-    valid_override = override if _valid_override(override) else None
-    if valid_override is not None:
-        outcome, final = "admit", [*reasons, "guard_override"]
-    elif blocking:
-        outcome, final = "deny", reasons
-    else:
-        outcome, final = "admit", notes or ["ok"]
 
-    person_known = trusted or None
+def _outsider_reasons(case: _Case) -> list[str]:
+    """3. Couriers, visitors, and unit doors for members only (entry only)."""
+    if not case.entering:
+        return []
+    if case.kind == "courier":
+        return ["visitor_policy"]
+    if case.kind == "visitor" and not _visitor_allowed(case.policy, case.entry if case.trusted else None,
+                                                        case.visitor):
+        return ["visitor_policy"]
+    # A registered visitor still meets the level-3 unit doors: for people who live or work here.
+    policy = case.policy
+    unit_door = case.gate_id and case.gate_id in policy.unit_door_gates and policy.unit_doors == "members_only"
+    return ["visitor_policy"] if unit_door and case.kind not in MEMBER_KINDS else []
+
+
+def _passback_reasons(case: _Case, last_use_mono_s: object, last_opposite_mono_s: object) -> list[str]:
+    """4. The same pass, the same direction, within `policy.passback_s` by the
+    monotonic clock; in, out, in: a passage the other way since makes the
+    return legitimate."""
+    mono_s = case.moment.mono_s
+    if not (case.trusted and _finite(last_use_mono_s) and _finite(mono_s)):
+        return []
+    recent = 0 <= mono_s - last_use_mono_s < case.policy.passback_s
+    returned = _finite(last_opposite_mono_s) and last_opposite_mono_s > last_use_mono_s
+    return ["passback"] if recent and not returned else []
+
+
+def _temperature_reasons(case: _Case, threshold_c: float) -> list[str]:
+    """5. Entry, and exit if the policy says so. On an unchecked exit only a
+    fever is noted (flag and alert, never block)."""
+    reason, _ = _temperature(case.reading, threshold_c)
+    return [reason] if reason and (case.checks_temperature or reason == "fever") else []
+
+
+def _health_code_reasons(case: _Case, code: object) -> list[str]:
+    """6. Entry per policy; on the way out yellow and red mean home
+    observation (L1732, L1129), refused as discreetly as observation."""
+    if case.entering:
+        reason = _health_code(case.policy, code)
+        return [reason] if reason else []
+    if case.policy.health_code_blocks_exit and code in ("yellow", "red"):
+        return [f"health_code_{code}"]
+    return []
+
+
+def _blocks(reason: str, case: _Case) -> bool:
+    """Whether a reason keeps the gate shut, or is only a note for the guard:
+    temperature under SOFT enforcement for members (or on an unchecked exit),
+    passback in alert mode, a stale registry when the policy admits."""
+    policy = case.policy
+    if reason in TEMPERATURE_REASONS:
+        soft_ok = policy.enforcement == "soft" and case.kind in MEMBER_KINDS
+        return case.checks_temperature and not soft_ok
+    if reason == "passback":
+        return policy.passback != "alert"
+    if reason == "registry_stale":
+        return policy.stale_registry != "admit"
+    return True
+
+
+def _decision(case: _Case, outcome: str, reasons: list[str], *, flagged: bool, alert: bool, threshold_c: float,
+              override: Override | None, health_code: object) -> Decision:
+    policy, kind, credential, entry = case.policy, case.kind, case.credential, case.entry
+    person_known = case.trusted or None
+    holder = entry if case.trusted and entry else None
     return Decision(
         decision=outcome,
         flagged=flagged,
-        reasons=final,
-        guard_message=_guard_message(final, outcome, direction, kind, policy),
-        public_message=_public_message(final, outcome, direction, kind, policy),
-        direction=direction,
-        alert=flagged or bool(notes) or valid_override is not None,
-        message_fields=_message_fields(final, kind, policy),
+        reasons=reasons,
+        guard_message=_guard_message(reasons, outcome, case.direction, kind, policy),
+        public_message=_public_message(reasons, outcome, case.direction, kind, policy),
+        direction=case.direction,
+        alert=alert,
+        message_fields=_message_fields(reasons, kind, policy),
         kind=kind,
         pass_id=credential.pass_id if person_known else None,
         person_id=credential.person_id if person_known else None,
-        name=entry.name if trusted and entry else "",
-        unit=entry.unit if trusted and entry else "",
-        reading=reading,
-        remeasure=remeasure,
+        name=holder.name if holder else "",
+        unit=holder.unit if holder else "",
+        reading=case.reading,
+        remeasure=case.remeasure,
         threshold_c=threshold_c,
-        override=valid_override,
+        override=override,
         health_code=health_code if health_code in ("green", "yellow", "red") else None,
-        visitor_record=visitor.record_id if visitor else None,
+        visitor_record=case.visitor.record_id if case.visitor else None,
         policy_version=policy.version,
         enforcement=policy.enforcement,
     )
@@ -594,15 +677,7 @@ def _guard_message(reasons: list[str], outcome: str, direction: str, kind: str |
     if "guard_override" in reasons:
         return "guard.override"
     if outcome == "admit":
-        if "fever" in reasons:
-            return "guard.fever_soft"
-        if TEMPERATURE_REASONS.intersection(reasons):
-            return "guard.no_temperature_soft"
-        if "passback" in reasons:
-            return "guard.passback_alert"
-        if "registry_stale" in reasons:
-            return "guard.registry_stale_alert"
-        return "guard.admit_exit" if direction == "out" else "guard.admit"
+        return _admit_guard_message(reasons, direction)
     if direction == "out" and DISCREET_ON_EXIT.intersection(reasons):
         return "guard.observation"
     for reason, key in _GUARD_PRIORITY:
@@ -614,6 +689,19 @@ def _guard_message(reasons: list[str], outcome: str, direction: str, kind: str |
                 return "guard.health_code_refused" if action == "deny" else "guard.health_code_check"
             return _visitor_key("guard", kind, policy)
     return "guard.internal_error"
+
+
+def _admit_guard_message(reasons: list[str], direction: str) -> str:
+    """Admitted with a note (SOFT temperature, passback alert, stale registry) or plainly."""
+    if "fever" in reasons:
+        return "guard.fever_soft"
+    if TEMPERATURE_REASONS.intersection(reasons):
+        return "guard.no_temperature_soft"
+    if "passback" in reasons:
+        return "guard.passback_alert"
+    if "registry_stale" in reasons:
+        return "guard.registry_stale_alert"
+    return "guard.admit_exit" if direction == "out" else "guard.admit"
 
 
 def _public_message(reasons: list[str], outcome: str, direction: str, kind: str | None, policy: Policy) -> str:

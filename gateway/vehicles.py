@@ -101,62 +101,102 @@ def decide_vehicle(credential: PassVerdict | None, plate: str, occupants: list[O
                    exception: VehicleException | None = None) -> tuple[Decision, dict]:
     """Admit or stop one vehicle: (decision, ledger detail). `plate` is what the guard sees on the car."""
     entering = moment.direction == "in"
-    reasons: list[str] = []
-    if moment.gate_id and moment.gate_id in policy.closed_gates:
-        reasons.append("gate_closed")
-    household = None
-    if credential is None:
-        if entering:
-            reasons.append("vehicle_outside")
-    elif credential.kind != "vehicle" or not credential.signature_ok:
-        reasons.append("vehicle_no_pass")
-    else:
-        household = credential.person_id
-        for reason in validity_reasons(credential.valid_from, credential.valid_to, _aware(moment.now)):
-            reasons.append(reason)
-        if credential.site_id != moment.site_id:
-            reasons.append("wrong_site")
-        if plate_from_pass_id(credential.pass_id) != plate:
-            reasons.append("vehicle_no_pass")  # the pass belongs to another car
-        if revoked:
-            reasons.append("revoked")
     flagged = any(o.body_c is not None and is_fever(o.body_c, threshold_c) for o in occupants)
+    reasons = [
+        *(["gate_closed"] if moment.gate_id and moment.gate_id in policy.closed_gates else []),
+        *_vehicle_pass_reasons(credential, plate, moment, revoked),
+        *_occupant_reasons(occupants, entering, flagged),
+    ]
+    reasons += _exception_reasons(reasons, exception)
+    excepted = "vehicle_exception" in reasons
+    lifted = {"vehicle_exception", "vehicle_outside"} if excepted else set()
+    outcome = "deny" if set(reasons) - lifted else "admit"
+    guard, public = (_vehicle_refusal_messages(reasons, flagged) if outcome == "deny"
+                     else _vehicle_admit_messages(excepted, entering))
+    household = _household(credential)
+    verified = credential is not None and credential.signature_ok
+    return Decision(
+        decision=outcome, flagged=flagged, reasons=reasons or ["ok"], guard_message=guard, public_message=public,
+        direction=moment.direction, alert=flagged or excepted,
+        message_fields={"open_entrance": policy.open_entrance.as_dict()} if "gate_closed" in reasons else {},
+        kind="vehicle", pass_id=credential.pass_id if verified else None,
+        person_id=household, threshold_c=threshold_c, policy_version=policy.version,
+        enforcement=policy.enforcement, name=plate, unit=household or "",
+    ), _ledger_detail(plate, household, occupants, exception if excepted else None)
+
+
+def _household(credential: PassVerdict | None) -> str | None:
+    """The household of a verified vehicle pass, else None."""
+    if credential is None or credential.kind != "vehicle" or not credential.signature_ok:
+        return None
+    return credential.person_id
+
+
+def _vehicle_pass_reasons(credential: PassVerdict | None, plate: str, moment: GateMoment, revoked: bool) -> list[str]:
+    """No pass: an outside vehicle (on the way in). Otherwise a verified vehicle
+    pass, valid now, of this site, for this plate, not revoked."""
+    if credential is None:
+        return ["vehicle_outside"] if moment.direction == "in" else []
+    if _household(credential) is None:
+        return ["vehicle_no_pass"]
+    reasons = list(validity_reasons(credential.valid_from, credential.valid_to, _aware(moment.now)))
+    if credential.site_id != moment.site_id:
+        reasons.append("wrong_site")
+    if plate_from_pass_id(credential.pass_id) != plate:
+        reasons.append("vehicle_no_pass")  # the pass belongs to another car
+    if revoked:
+        reasons.append("revoked")
+    return reasons
+
+
+def _occupant_reasons(occupants: list[Occupant], entering: bool, flagged: bool) -> list[str]:
+    """Everyone in the car is measured on the way in; anyone's fever stops it."""
+    reasons = []
     if entering and (not occupants or any(o.body_c is None for o in occupants)):
         reasons.append("no_reading")
     if flagged:
         reasons.append("fever")
+    return reasons
+
+
+def _exception_reasons(reasons: list[str], exception: VehicleException | None) -> list[str]:
+    """The guard's logged exception lifts `vehicle_outside` only, never a fever or a bad pass."""
     if "vehicle_outside" in reasons and exception and exception.operator.strip() and exception.reason.strip():
-        reasons.append("vehicle_exception")
-    blocking = [r for r in reasons if r != "vehicle_exception"
-                and not (r == "vehicle_outside" and "vehicle_exception" in reasons)]
-    outcome = "deny" if blocking else "admit"
-    final = reasons or ["ok"]
-    if outcome == "deny":
-        guard = ("guard.gate_closed" if "gate_closed" in reasons else "guard.vehicle_fever" if flagged
-                 else "guard.vehicle_no_pass" if "vehicle_no_pass" in reasons or "revoked" in reasons
-                 or "expired" in reasons or "wrong_site" in reasons or "not_yet_valid" in reasons
-                 else "guard.vehicle_outside" if "vehicle_outside" in reasons else "guard.no_reading")
-        public = ("public.gate_closed" if "gate_closed" in reasons
-                  else "public.vehicle_outside" if "vehicle_outside" in reasons and not flagged else "public.see_staff")
-    else:
-        guard = "guard.vehicle_exception" if "vehicle_exception" in reasons else "guard.vehicle_admit"
-        public = "public.welcome" if entering else "public.goodbye"
+        return ["vehicle_exception"]
+    return []
+
+
+_PASS_PROBLEMS = frozenset({"vehicle_no_pass", "revoked", "expired", "wrong_site", "not_yet_valid"})
+
+
+def _vehicle_refusal_messages(reasons: list[str], flagged: bool) -> tuple[str, str]:
+    """(guard key, public key) for a vehicle kept out: a closed gate first, then a fever."""
+    if "gate_closed" in reasons:
+        return "guard.gate_closed", "public.gate_closed"
+    public = "public.vehicle_outside" if "vehicle_outside" in reasons and not flagged else "public.see_staff"
+    if flagged:
+        return "guard.vehicle_fever", public
+    if _PASS_PROBLEMS.intersection(reasons):
+        return "guard.vehicle_no_pass", public
+    return ("guard.vehicle_outside" if "vehicle_outside" in reasons else "guard.no_reading"), public
+
+
+def _vehicle_admit_messages(excepted: bool, entering: bool) -> tuple[str, str]:
+    return ("guard.vehicle_exception" if excepted else "guard.vehicle_admit",
+            "public.welcome" if entering else "public.goodbye")
+
+
+def _ledger_detail(plate: str, household: str | None, occupants: list[Occupant],
+                   exception: VehicleException | None) -> dict:
+    """The vehicle ledger's fields (车辆台账) for this passage."""
     temps = [o.body_c for o in occupants if o.body_c is not None]
-    return Decision(
-        decision=outcome, flagged=flagged, reasons=final, guard_message=guard, public_message=public,
-        direction=moment.direction, alert=flagged or "vehicle_exception" in reasons,
-        message_fields={"open_entrance": policy.open_entrance.as_dict()} if "gate_closed" in reasons else {},
-        kind="vehicle", pass_id=credential.pass_id if credential and credential.signature_ok else None,
-        person_id=household, threshold_c=threshold_c, policy_version=policy.version,
-        enforcement=policy.enforcement, name=plate, unit=household or "",
-    ), {
+    return {
         "plate": plate,
         "household": household,
         "driver": occupants[0].name if occupants else "",
         "occupants": [{"name": o.name, "body_c": o.body_c, "source": o.source} for o in occupants],
         "max_body_c": max(temps) if temps else None,
-        "exception": {"operator": exception.operator, "reason": exception.reason}
-        if "vehicle_exception" in reasons else None,
+        "exception": {"operator": exception.operator, "reason": exception.reason} if exception else None,
     }
 
 
