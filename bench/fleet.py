@@ -406,7 +406,9 @@ class LoadGen:
             "proxy_cpu_ms": (proxy1 - proxy0) * 1000 / max(served, 1),
             "loadgen_cpu_share": (gen1 - gen0) / max(out["elapsed"], 1e-9),
             # Share of all cores busy during the run (everyone's work, not only ours).
-            "machine_busy": (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1]),
+            # Unknown (None) when /proc/stat did not move (containers update it coarsely).
+            "machine_busy": ((machine1[0] - machine0[0]) / (machine1[1] - machine0[1])
+                             if machine1[1] - machine0[1] >= 20 else None),
             "gc_max_ms": gc["max_ms"], "gc_total_ms": gc["total_ms"], "load": os.getloadavg()[0],
         }
 
@@ -417,6 +419,10 @@ class LoadGen:
         # Steady state, as in a running district: every gate has its stream
         # and has called each process once (the token cache).
         return self._job(rate=None, events="2", concurrency=32, passes=passes, gates=gates)
+
+
+def busy(run: dict) -> str:
+    return "?" if run["machine_busy"] is None else f"{run['machine_busy']:.0%}"
 
 
 def _p99(ordered: list[float]) -> float:
@@ -439,7 +445,7 @@ def find_capacity(gen: LoadGen, start: float, step_s: float, say) -> tuple[float
         say(f"    step {rate:7.0f} req/s: p50 {run['p50'] * 1000:5.0f} ms, p99 {run['p99'] * 1000:6.0f} ms, "
             f"first/last quarter {run['first_q'] * 1000:.0f}/{run['last_q'] * 1000:.0f} ms, "
             f"generator lag p99 {run['lag_p99'] * 1000:.0f} ms, errors {sum(run['errors'].values())}, "
-            f"cores {run['machine_busy']:.0%} busy -> {'sustained' if ok else 'queues'}")
+            f"cores {busy(run)} busy -> {'sustained' if ok else 'queues'}")
         if ok:
             good, at_good = rate, run
         else:
@@ -579,8 +585,10 @@ def main() -> int:
                     capacity, at_cap = find_capacity(gen, start_rate, args.step_seconds, say)
                     runs = {share: gen.open_loop(capacity * share, args.seconds) if capacity else None
                             for share in (0.5, 0.8)}
+                    # How busy the cores were at capacity (unknown: taken as busy, no growth asked).
+                    known = [x["machine_busy"] for x in (at_cap, runs[0.8]) if x and x["machine_busy"] is not None]
                     results.append({"count": count, "proxy": servers.proxy, "capacity": capacity,
-                                    "busy": at_cap["machine_busy"] if at_cap else 1.0, "runs": runs})
+                                    "busy": known[0] if known else 1.0, "runs": runs})
                     if capacity:
                         start_rate = capacity
             say(f"\n{'procs':>5} {'proxy':<13} {'capacity':>8} {'load':>4} {'req/s':>6} {'p50 ms':>6} "
@@ -594,7 +602,7 @@ def main() -> int:
                     errors = ",".join(f"{k}:{v}" for k, v in run["errors"].items()) or "0"
                     say(f"{r['count']:>5} {r['proxy']:<13} {r['capacity']:>8.0f} {share:>4.0%} {run['rps']:>6.0f} "
                         f"{ms(run['p50']):>6} {ms(run['p99']):>6} {ms(run['lag_p99']):>7} {run['cpu_ms']:>10.2f} "
-                        f"{run['gc_max_ms']:>9.1f} {run['loadgen_cpu_share']:>7.0%} {run['machine_busy']:>5.0%} "
+                        f"{run['gc_max_ms']:>9.1f} {run['loadgen_cpu_share']:>7.0%} {busy(run):>5} "
                         f"{run['load']:>8.1f} {errors}")
             say("  (lag: how late the load generator sent, part of the latency; gen CPU: its share of one core; "
                 "cores: all cores' busy share, everyone's work)")
