@@ -26,9 +26,10 @@ runs at 50% and 80% of the capacity: requests/s, p50/p99, server CPU per
 request (utime+stime of the server processes from /proc over the run), the
 servers' longest garbage-collection pause.
 
-Anchor, measured in the same run: one server in --baseline mode and one in
-normal mode take the same open-loop rate of 2-event uploads; the ratio of
-their CPU per request is the figure. --baseline is the request path before
+Anchor, measured in the same run and at the same time: one server in
+--baseline mode and one in normal mode take the same open-loop rate of
+2-event uploads side by side (so other work on the machine weighs on both
+alike); the ratio of their CPU per request is the figure. --baseline is the request path before
 issue 14: uvicorn's h11 parser and asyncio loop (what a fresh install got:
 httptools and uvloop were not dependencies) and CHECKPOINT_UPLOAD_BASELINE=1
 (sync/server/hotpath.py: no gate-token cache, a ping per pooled checkout, the
@@ -227,7 +228,8 @@ async def _run_job(gates: list[GateSim], job: dict) -> dict:
 async def _loadgen(setup: dict) -> None:
     """Jobs from stdin, one JSON line each; per job "go", "done", then the result line."""
     clients = [Http(u, setup["connections"], setup["timeout_s"]) for u in setup["urls"]]
-    gates = [GateSim(t, f"gate-{i}", clients[i % len(clients)]) for i, t in enumerate(setup["tokens"])]
+    gates = [GateSim(t, f"gate-{setup['first'] + i}", clients[i % len(clients)])
+             for i, t in enumerate(setup["tokens"])]
     for gate in gates:  # each gate carries on its stream where the previous server set left it
         gate.acked = setup["start"].get(gate.stream, 0)
         gate.next_seq = gate.acked + 1
@@ -354,10 +356,10 @@ class LoadGen:
     """One load-generator process for a server set, kept for all its runs;
     server, proxy, generator and machine CPU are sampled at its go/done lines."""
 
-    def __init__(self, servers: Servers, tokens: list[str], workdir: Path, acked: dict[str, int]):
+    def __init__(self, servers: Servers, tokens: list[str], workdir: Path, acked: dict[str, int], first: int = 0):
         self.servers, self.acked = servers, acked
         setup = workdir / f"gen-{uuid.uuid4().hex[:8]}.json"
-        setup.write_text(json.dumps({"urls": servers.urls, "tokens": tokens, "connections": 512,
+        setup.write_text(json.dumps({"urls": servers.urls, "tokens": tokens, "first": first, "connections": 512,
                                      "timeout_s": 15, "start": acked}))
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.fleet", "--loadgen", str(setup)], cwd=ROOT,
                                      env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -375,14 +377,24 @@ class LoadGen:
             self.proc.wait()
 
     def _job(self, **job) -> dict:
+        self.start(**job)
+        return self.finish()
+
+    def start(self, **job) -> None:
+        """Send a job and take the CPU counters at its "go" (see finish)."""
         s = self.servers
+        self.job = job
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline().strip()
         assert line == "go", f"the load generator did not start a run ({line!r})"
         s.gc_pauses()  # resets each server's counters
-        cpu0, proxy0, gen0 = cpu_seconds(s.pids), cpu_seconds(s.proxy_pids), cpu_seconds([self.proc.pid])
-        machine0 = machine_ticks()
+        self.before = (cpu_seconds(s.pids), cpu_seconds(s.proxy_pids), cpu_seconds([self.proc.pid]),
+                       machine_ticks())
+
+    def finish(self) -> dict:
+        s, job = self.servers, self.job
+        cpu0, proxy0, gen0, machine0 = self.before
         line = self.proc.stdout.readline().strip()
         assert line == "done", f"the load generator failed ({line!r})"
         cpu1, proxy1, gen1 = cpu_seconds(s.pids), cpu_seconds(s.proxy_pids), cpu_seconds([self.proc.pid])
@@ -548,13 +560,8 @@ def main() -> int:
         tokens = enrol(db_url, args.gates)
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            anchor_gates = min(args.gates, 200)
-            anchor = {}
-            for mode in ("baseline", "baseline-code", "now"):
-                with Servers(db_url, 1, workdir, mode=mode) as servers, \
-                        LoadGen(servers, tokens, workdir, acked) as gen:
-                    gen.warm(1, gates=anchor_gates)
-                    anchor[mode] = gen.open_loop(args.anchor_rate, args.seconds, events="2", gates=anchor_gates)
+            anchor_gates = min(args.gates // 3, 200)
+            anchor = anchor_runs(db_url, tokens, workdir, acked, anchor_gates, args.anchor_rate, args.seconds)
             ratio = anchor["now"]["cpu_ms"] / anchor["baseline"]["cpu_ms"]
             code_ratio = anchor["now"]["cpu_ms"] / anchor["baseline-code"]["cpu_ms"]
             say(f"\nserver CPU per 2-event request at {args.anchor_rate:g} req/s, one process "
@@ -622,6 +629,31 @@ def main() -> int:
         drop()
     say(f"load average at the end {os.getloadavg()[0]:.1f}; run time {time.monotonic() - started:.0f} s")
     return finish(rows)
+
+
+ANCHOR_MODES = ("baseline", "baseline-code", "now")
+
+
+def anchor_runs(db_url: str, tokens: list[str], workdir: Path, acked: dict[str, int], gates: int,
+                rate: float, seconds: float) -> dict[str, dict]:
+    """The old path, the old code on httptools/uvloop and today's, one process
+    each, taking the same rate at the same time: whatever else runs on the
+    machine weighs on all three alike, so their CPU ratio holds under load.
+    Each has its own gates (streams written by one server at a time)."""
+    from contextlib import ExitStack
+
+    share = max(1, min(gates, len(tokens) // len(ANCHOR_MODES)))
+    with ExitStack() as stack:
+        gens = {}
+        for i, mode in enumerate(ANCHOR_MODES):
+            servers = stack.enter_context(Servers(db_url, 1, workdir, mode=mode))
+            own = tokens[i * share:(i + 1) * share]
+            gens[mode] = stack.enter_context(LoadGen(servers, own, workdir, acked, first=i * share))
+        for gen in gens.values():
+            gen.warm(1)
+        for gen in gens.values():
+            gen.start(rate=rate, seconds=seconds, events="2", gates=None)
+        return {mode: gen.finish() for mode, gen in gens.items()}
 
 
 def verdicts(results: list[dict], cores: int) -> list[Row]:
