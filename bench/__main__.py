@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.common import ROWS_ENV, SLOWDOWN_ENV, fmt, machine
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ("journal", "passes", "scan", "latency", "soak", "sync")
+ORDER = ("journal", "passes", "scan", "latency", "soak", "sync", "registry", "fleet")
 SIZES = {
     "tiny": {
         "journal": ["--events", "60", "--rounds", "2"],
@@ -34,6 +34,8 @@ SIZES = {
         "latency": ["--trials", "1"],
         "soak": ["--minutes", "0.1", "--sample-s", "1", "--no-screen"],
         "sync": ["--events", "1000", "--gates", "0", "--engines", "sqlite"],
+        "registry": ["--rows", "300", "--cli-sample", "2", "--sheet", "20"],
+        "fleet": ["--gates", "200", "--seconds", "1", "--step-seconds", "0.5", "--processes", "1,2"],
     },
     "quick": {  # each bench's own defaults, except the soak
         "journal": [],
@@ -42,6 +44,8 @@ SIZES = {
         "latency": [],
         "soak": ["--minutes", "3", "--warmup-min", "1.5", "--sample-s", "2"],
         "sync": [],
+        "registry": [],
+        "fleet": [],  # 2,000 gates, 3 s runs, 1.5 s capacity steps, 1/2/4 processes: about 90 s
     },
     "full": {
         "journal": ["--events", "6000"],
@@ -50,6 +54,8 @@ SIZES = {
         "latency": ["--trials", "40"],
         "soak": ["--minutes", "10"],
         "sync": ["--events", "100000", "--gates", "200"],
+        "registry": ["--cli-sample", "10"],
+        "fleet": ["--full"],
     },
 }
 

@@ -25,7 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = SIZES["tiny"]
 # Per bench: milliseconds per measured operation, enough to sink its target
 # at tiny sizes without making the run long.
-SLOWDOWN_MS = {"journal": 40, "passes": 2, "scan": 25, "latency": 120, "soak": 100, "sync": 300}
+SLOWDOWN_MS = {"journal": 40, "passes": 2, "scan": 25, "latency": 120, "soak": 100, "sync": 300,
+               "registry": 5, "fleet": 30}
+# The slowed fleet needs one process count: its anchor-rate run already misses.
+SLOWED_EXTRA = {"fleet": ["--processes", "1"]}
 
 
 def _start(args: list[str], slowdown_ms: float | None, rows_file: Path | None = None) -> subprocess.Popen:
@@ -42,7 +45,8 @@ def _start(args: list[str], slowdown_ms: float | None, rows_file: Path | None = 
 @pytest.fixture(scope="module")
 def runs():
     """Every bench slowed, and `python -m bench --tiny` unslowed, all started at once."""
-    procs = {name: _start([f"bench.{name}", *TINY[name]], SLOWDOWN_MS[name]) for name in ORDER}
+    procs = {name: _start([f"bench.{name}", *TINY[name], *SLOWED_EXTRA.get(name, [])], SLOWDOWN_MS[name])
+             for name in ORDER}
     procs["table"] = _start(["bench", "--tiny", "--quiet"], None)
     results = {}
     try:
