@@ -5,11 +5,10 @@ loop only calls `trigger()` (after a fever or a refusal) and `status()` (for
 the guard screen). One sync pass (`sync_once`, also used by `checkpoint sync
 now`) does:
 
-1. upload: unacked events in batches of at most 500 from the journal's first
-   unacked seq; once a reply shows the server's watermark right before the
-   next batch, two batches are in flight (replies taken in seq order). The
-   server commits before it replies, so a reply lost on the way only costs a
-   re-send (the server skips seq <= acked_through). A 409 means the server has less than we thought (restored
+1. upload: unacked events in batches of at most 500, one batch in flight, from
+   the journal's first unacked seq. The server commits before it replies, so
+   a reply lost on the way only costs a re-send (the server skips seq <=
+   acked_through). A 409 means the server has less than we thought (restored
    from a backup): rewind to its watermark and re-send.
 2. registry: read the change feed from the stored cursor; apply each page and
    its cursor in one journal transaction. 304 means nothing new; 410 means the
@@ -32,8 +31,7 @@ import json
 import logging
 import random
 import threading
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -70,8 +68,6 @@ ANCHOR_EVERY_SYNCED_S = 3600.0
 # The kiosk clock this far from the server's: anchor again (subject to the minute).
 ANCHOR_SKEW_S = 5.0
 MAX_BATCHES_PER_PASS = 2000
-# Batches in flight at once during a drain (see SyncClient.upload_pending).
-PIPELINE_DEPTH = 2
 ANCHOR_META = "sync_last_anchor"
 # Journal columns stored as JSON text and as 0/1 (see gateway.journal._decode).
 _JSON_FIELDS = ("reasons", "detail")
@@ -147,11 +143,11 @@ class SyncClient:
             transport=transport,
         )
         self.last_server_time: datetime | None = None
-        self._senders = ThreadPoolExecutor(max_workers=PIPELINE_DEPTH, thread_name_prefix="sync-upload")
+        self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-prefetch")
 
     def close(self) -> None:
         self._http.close()
-        self._senders.shutdown(wait=True)
+        self._prefetch.shutdown(wait=True)
 
     # --- HTTP ------------------------------------------------------------------
 
@@ -243,94 +239,50 @@ class SyncClient:
     def _batch_after(self, seq: int) -> tuple[int, int, bytes] | None:
         return self._encode(self.journal.stored_rows(EVENT_FIELDS, after_seq=seq, limit=MAX_BATCH_EVENTS))
 
-    def _post_batch(self, stream_id: str, body: bytes) -> UploadReply | GapReply | DivergedReply:
-        headers = {"Content-Type": "application/json"}
-        if self.compress:
-            headers["Content-Encoding"] = "gzip"
-        resp = self._request("POST", f"/streams/{stream_id}/events", content=body, headers=headers)
-        return self._upload_reply(resp)
-
     def upload_pending(self) -> tuple[int, int | None]:
         """Upload until nothing is pending. Returns (events acked now, acked_through).
 
-        The first batch of a pass goes alone. Once a reply has acked exactly
-        through the batch it answered, the server's watermark is known to
-        stand right before the next batch, and up to PIPELINE_DEPTH batches
-        are in flight (on the sender threads), so the kiosk encodes and
-        marks while the server validates and commits. Replies are taken in
-        seq order. Only a clean reply of a batch sent ahead is used: anything
-        else from it (a batch that overtook its predecessor gets a gap) is
-        dropped, and the pass goes on one batch at a time from what the
-        journal says is unacked, so a rewind or a stream_diverged is always
-        handled from the head of the stream, as before. Dropping a reply
-        is safe: the server's watermark makes a re-send a duplicate.
+        One batch is in flight at a time; while it is, the next one is read
+        and encoded on a helper thread (used only if the reply acks the whole
+        batch), which hides the kiosk's share of the work behind the network.
         """
         uploaded, acked_through = 0, None
-        window: deque[tuple[int, int, Future]] = deque()
-        streaming = False
-        sent = 0
-        upcoming = self._encode(self._unacked())
-        try:
-            while True:
-                while (upcoming is not None and sent < MAX_BATCHES_PER_PASS
-                       and len(window) < (PIPELINE_DEPTH if streaming else 1)):
-                    first, last, body = upcoming
-                    window.append((first, last, self._senders.submit(self._post_batch, self.journal.stream_id, body)))
-                    sent += 1
-                    # Read and encode the next batch while this one is on its way.
-                    upcoming = self._batch_after(last)
-                if not window:
-                    break
-                first, last, future = window.popleft()
-                reply = future.result()
-                ahead = streaming  # this batch was sent while an earlier one was in flight
-                streaming = False
-                if ahead and not (isinstance(reply, UploadReply) and reply.acked_through
-                                  + self.journal.stream_offset == last):
-                    self._settle(window)
-                    upcoming = self._encode(self._unacked())
-                    continue
-                if isinstance(reply, DivergedReply):
-                    self._settle(window)
-                    self._diverged(reply, first, last)
-                    upcoming = self._encode(self._unacked())
-                    continue
-                acked = reply.acked_through + self.journal.stream_offset  # back to local seqs
-                acked_through = acked
-                if isinstance(reply, GapReply) or acked < first - 1:
-                    self._settle(window)
-                    self._rewind(acked)
-                    upcoming = self._encode(self._unacked())
-                    continue
-                if acked > self.journal.last_seq():
-                    log.error("the server has seq %d of stream %s but this journal ends at %d",
-                              acked, self.journal.stream_id, self.journal.last_seq())
-                uploaded += self.journal.mark_acked(acked)
-                self._note_time_refused(reply.results)
-                quarantined = [r for r in reply.results if r.status == "quarantined"]
-                if quarantined:
-                    log.warning("server quarantined %d event(s), e.g. seq %s: %s",
-                                len(quarantined), quarantined[0].seq, quarantined[0].error)
-                if acked == last:
-                    streaming = True
-                else:  # the server had more than this batch: start again from the journal
-                    self._settle(window)
-                    upcoming = self._encode(self._unacked())
-        finally:
-            self._settle(window)
+        headers = {"Content-Type": "application/json"}
+        if self.compress:
+            headers["Content-Encoding"] = "gzip"
+        batch = self._encode(self._unacked())
+        for _ in range(MAX_BATCHES_PER_PASS):
+            if batch is None:
+                break
+            first, last, body = batch
+            upcoming = self._prefetch.submit(self._batch_after, last)
+            try:
+                resp = self._request("POST", f"/streams/{self.journal.stream_id}/events",
+                                     content=body, headers=headers)
+                reply = self._upload_reply(resp)
+            finally:
+                speculative = upcoming.result()
+            if isinstance(reply, DivergedReply):
+                self._diverged(reply, first, last)
+                batch = self._encode(self._unacked())
+                continue
+            acked = reply.acked_through + self.journal.stream_offset  # back to local seqs
+            acked_through = acked
+            if isinstance(reply, GapReply) or acked < first - 1:
+                self._rewind(acked)
+                batch = self._encode(self._unacked())
+                continue
+            if acked > self.journal.last_seq():
+                log.error("the server has seq %d of stream %s but this journal ends at %d",
+                          acked, self.journal.stream_id, self.journal.last_seq())
+            uploaded += self.journal.mark_acked(acked)
+            self._note_time_refused(reply.results)
+            quarantined = [r for r in reply.results if r.status == "quarantined"]
+            if quarantined:
+                log.warning("server quarantined %d event(s), e.g. seq %s: %s",
+                            len(quarantined), quarantined[0].seq, quarantined[0].error)
+            batch = speculative if acked == last else self._encode(self._unacked())
         return uploaded, acked_through
-
-    @staticmethod
-    def _settle(window: deque) -> None:
-        """Wait for the batches still in flight and forget their replies (a
-        re-send of what they carried is a duplicate on the server)."""
-        while window:
-            future = window.popleft()[2]
-            if not future.cancel():
-                try:
-                    future.result()
-                except Exception as exc:  # the pass already failed or rewinds; this one is only logged
-                    log.debug("a batch sent ahead failed too: %s", exc)
 
     def _upload_reply(self, resp: httpx.Response) -> UploadReply | GapReply | DivergedReply:
         if resp.status_code == 409:
