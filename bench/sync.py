@@ -4,8 +4,7 @@
     .venv/bin/python -m bench.sync --events 100000 --gates 200          # full size
 
 1. Drain: a real kiosk journal holding N unacked events is uploaded by the
-   real sync client (gzip batches of 500, two in flight once the first
-   reply has shown the server's watermark) to `checkpoint
+   real sync client (gzip batches of 500, one in flight) to `checkpoint
    registry serve` running as its own process on loopback (warmed up by a
    few uploads to another stream first). The CPU time of
    the client (this process) and of the server process is reported per event.
