@@ -95,11 +95,12 @@ def create_index_online(name: str, table: str, columns: Sequence[str]) -> None:
             op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON ONLY {table} ({cols})")
         finally:
             op.execute("RESET lock_timeout")
-        for partition in _partitions(table):
+        # A partition made after the parent index (or by an earlier, interrupted
+        # run) has its own index attached already.
+        for partition in sorted(set(_partitions(table)) - _indexed_partitions(name)):
             child = f"{partition}_{suffix}"[:63]
             _build_concurrently(child, partition, cols)
-            if not _attached(name, child):
-                op.execute(f"ALTER INDEX {name} ATTACH PARTITION {child}")
+            op.execute(f"ALTER INDEX {name} ATTACH PARTITION {child}")
 
 
 def _build_concurrently(name: str, table: str, cols: str) -> None:
@@ -117,10 +118,12 @@ def _partitions(table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _attached(parent_index: str, child_index: str) -> bool:
-    return bool(op.get_bind().execute(text(
-        "SELECT 1 FROM pg_inherits WHERE inhparent = to_regclass(:p) AND inhrelid = to_regclass(:c)"),
-        {"p": parent_index, "c": child_index}).first())
+def _indexed_partitions(parent_index: str) -> set[str]:
+    """The partitions whose index is attached to `parent_index`."""
+    rows = op.get_bind().execute(text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_index x ON x.indexrelid = i.inhrelid "
+        "JOIN pg_class c ON c.oid = x.indrelid WHERE i.inhparent = to_regclass(:p)"), {"p": parent_index}).all()
+    return {r[0] for r in rows}
 
 
 def _index_sql_for_psql(name: str, table: str, cols: str, suffix: str) -> None:
@@ -132,11 +135,11 @@ def _index_sql_for_psql(name: str, table: str, cols: str, suffix: str) -> None:
     comment(f"{name}: for psql; if {table} is not partitioned, run instead: "
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({cols});")
     out(f"CREATE INDEX IF NOT EXISTS {name} ON ONLY {table} ({cols});")
+    not_attached = (f"AND NOT EXISTS (SELECT 1 FROM pg_inherits a JOIN pg_index x ON x.indexrelid = a.inhrelid "
+                    f"WHERE a.inhparent = '{name}'::regclass AND x.indrelid = c.oid)")
     out(f"SELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I ({cols})', {child}, c.relname) "
-        f"{partitions} \\gexec")
-    out(f"SELECT format('ALTER INDEX {name} ATTACH PARTITION %I', {child}) {partitions} "
-        f"AND NOT EXISTS (SELECT 1 FROM pg_inherits x WHERE x.inhparent = '{name}'::regclass "
-        f"AND x.inhrelid = to_regclass({child})) \\gexec")
+        f"{partitions} {not_attached} \\gexec")
+    out(f"SELECT format('ALTER INDEX {name} ATTACH PARTITION %I', {child}) {partitions} {not_attached} \\gexec")
 
 
 def drop_index_online(name: str) -> None:
