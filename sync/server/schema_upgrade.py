@@ -7,10 +7,13 @@ newest revision, one process at a time.
 - PostgreSQL: a session advisory lock, taken by polling pg_try_advisory_lock
   on the connection that then runs the revisions. Not by waiting in
   pg_advisory_lock: a waiting statement holds a snapshot, and CREATE INDEX
-  CONCURRENTLY (run by the lock holder) waits for every older snapshot, so a
-  second replica starting during the build would deadlock with it. The key
-  is the one the legacy `migrate` took per transaction, so a replica of the
-  previous release starting meanwhile waits too.
+  CONCURRENTLY (run by the lock holder) waits for every older snapshot in the
+  database, so a second replica starting during the build would deadlock
+  with it. For the same reason the key is not the one the legacy `migrate`
+  waited on: a replica of the previous release that starts meanwhile must not
+  queue behind the build. It need not: it finds `schema_version` 6 (the
+  baseline keeps it) and does nothing. The key includes the schema, so
+  registries in several schemas of one database do not wait for each other.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from sync.server.db import Database
 log = logging.getLogger(__name__)
 
 SCRIPTS = Path(__file__).with_name("migrations")
-PG_LOCK_KEY = 73190001
+# pg_try_advisory_lock(int, int): a key space apart from the legacy single-key lock.
+PG_LOCK = "73190001, hashtext(current_schema())"
 LOCK_POLL_S = 0.2
 
 
@@ -60,7 +64,7 @@ def upgrade(db: Database, target: str = "head") -> str:
             return _current(conn)
         finally:
             conn.rollback()  # whatever alembic's last read left open
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
+            conn.execute(text(f"SELECT pg_advisory_unlock({PG_LOCK})"))
             conn.commit()
 
 
@@ -74,7 +78,7 @@ def _take_lock(conn: Connection) -> None:
     waited_since = time.monotonic()
     said = 0.0
     while True:
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
+        got = conn.execute(text(f"SELECT pg_try_advisory_lock({PG_LOCK})")).scalar()
         conn.commit()  # no transaction (and no snapshot) held between tries
         if got:
             return
