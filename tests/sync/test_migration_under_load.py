@@ -2,7 +2,7 @@
 
 The replica runs the previous release (its start-up migration stops at the
 baseline), kiosks keep uploading two events a request, and `migrate` takes
-the database to head meanwhile (0002 builds an index on the partitioned
+the database to head meanwhile (0002 builds two indexes on the partitioned
 events table concurrently). No upload may fail, and every event must be on
 the server exactly once.
 """
@@ -122,7 +122,8 @@ def _run_migration_under_load(url: str, monkeypatch, *, rows: int, kiosks: int, 
                 "SELECT min(seq) = 1 AND max(seq) = count(*) FROM events WHERE stream_id = :s"),
                 {"s": k.stream}).scalar() for k in fleet)
             index_valid = conn.execute(text(
-                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_events_gate_received'::regclass")).scalar()
+                "SELECT bool_and(indisvalid) AND count(*) = 2 FROM pg_index WHERE indexrelid IN "
+                "('ix_events_gate_received'::regclass, 'ix_events_gate_kind_time'::regclass)")).scalar()
             old_rows = conn.execute(text("SELECT count(*) FROM events WHERE stream_id LIKE 'old-%'")).scalar()
         return {"fleet": fleet, "during": during, "before": before, "migration_s": ended - began,
                 "counts": counts, "doubled": doubled, "seqs_ok": seqs_ok, "index_valid": index_valid,

@@ -54,10 +54,10 @@ def _instance_id(db) -> str:
 def test_a_new_database_goes_to_head(db_url):
     db = open_database(db_url)
     try:
-        assert migrate(db) == head() == "0002_gate_board_index"
+        assert migrate(db) == head() == "0002_gate_board_indexes"
         st = status(db)
         assert (st.current, st.legacy_version, st.up_to_date) == (head(), LEGACY_VERSION, True)
-        assert "ix_events_gate_received" in _index_names(db, "events")
+        assert {"ix_events_gate_received", "ix_events_gate_kind_time"} <= _index_names(db, "events")
         assert migrate(db) == head()  # nothing left to do
         auth.add_gate(db, "site-1", "east-1")  # today's code works on it
     finally:
@@ -84,7 +84,7 @@ def test_a_database_of_the_last_release_is_adopted_with_its_data(db_url):
             assert conn.execute(select(func.count()).select_from(events)).scalar() == 100
             assert conn.execute(select(func.count()).select_from(staff_accounts)).scalar() == 1
             assert conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar() == "6"
-        assert "ix_events_gate_received" in _index_names(db, "events")
+        assert {"ix_events_gate_received", "ix_events_gate_kind_time"} <= _index_names(db, "events")
     finally:
         db.dispose()
 
@@ -121,12 +121,23 @@ def test_the_legacy_list_is_frozen(db_url, monkeypatch):
         db.dispose()
 
 
-def test_the_gates_board_query_uses_the_new_index(db_url):
-    """The per-gate 'how far behind' query (boards.gate_board) had no index led by gate_id."""
+@pytest.mark.parametrize("query, index", [
+    # how far behind a gate is (boards.gate_board): had no index led by gate_id
+    (select(func.min(events.c.event_time_ns)).where(events.c.gate_id == 7, events.c.received_at >= NOW),
+     "gate_received"),
+    # a gate's newest staffing event (gate_rules.staffing_of; the health column asks the same way)
+    (select(events.c.payload).where(events.c.site_id == "site-1", events.c.gate_id == 7,
+                                    events.c.kind.in_(("ledger.shifts", "unstaffed", "staffed")))
+     .order_by(events.c.event_time_ns.desc(), events.c.seq.desc()).limit(1), "gate_kind_time"),
+])
+def test_the_gates_board_queries_use_the_new_indexes(db_url, query, index):
     db = open_database(db_url)
     try:
+        # A registry of the last release with a few weeks of events, then upgraded.
+        upgrade(db, BASELINE)
+        with db.write() as conn:
+            conn.execute(events.insert(), [_event_row(n % 20, f"s-{n % 20}", n) for n in range(1, 4001)])
         migrate(db)
-        query = select(func.min(events.c.event_time_ns)).where(events.c.gate_id == 7, events.c.received_at >= NOW)
         with db.read() as conn:
             sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
             if db.is_postgres:
@@ -134,7 +145,7 @@ def test_the_gates_board_query_uses_the_new_index(db_url):
                 plan = " ".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
             else:
                 plan = " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
-        assert "gate_received" in plan, plan
+        assert index in plan, plan
     finally:
         db.dispose()
 
@@ -226,8 +237,9 @@ def test_cli_status_sql_and_upgrade(capsys, tmp_path):
         "current": None, "head": head(), "legacy_schema_version": None, "up_to_date": False}
     assert not (tmp_path / "registry.db").exists()  # looking creates nothing
     sql = _run(capsys, "--db", url, "--sql")
-    assert "no revision -> 0002_gate_board_index (sqlite)" in sql
+    assert "no revision -> 0002_gate_board_indexes (sqlite)" in sql
     assert "CREATE INDEX IF NOT EXISTS ix_events_gate_received ON events (gate_id, received_at);" in sql
+    assert "CREATE INDEX IF NOT EXISTS ix_events_gate_kind_time ON events (gate_id, kind, event_time_ns);" in sql
     assert "INSERT INTO alembic_version (version_num) VALUES ('0001_baseline')" in sql
 
     assert json.loads(_run(capsys, "--db", url)) == {"from": None, "to": head()}
@@ -260,13 +272,14 @@ def test_cli_sql_runs_in_psql_on_a_database_at_the_baseline(pg_url, capsys):
         upgrade(db, BASELINE)
         schema.ensure_partitions(db)
         sql = _run(capsys, "--db", pg_url, "--sql")
-        assert f"{BASELINE} -> 0002_gate_board_index (postgresql)" in sql and "\\gexec" in sql
+        assert f"{BASELINE} -> 0002_gate_board_indexes (postgresql)" in sql and "\\gexec" in sql
         done = subprocess.run(["psql", "-v", "ON_ERROR_STOP=1", "-X", "-q", "-d", pg_url],
                               input=sql, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert status(db).current == head()
         with db.read() as conn:
             assert conn.execute(text(
-                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_events_gate_received'::regclass")).scalar()
+                "SELECT bool_and(indisvalid) FROM pg_index WHERE indexrelid IN "
+                "('ix_events_gate_received'::regclass, 'ix_events_gate_kind_time'::regclass)")).scalar()
     finally:
         db.dispose()

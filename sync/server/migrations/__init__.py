@@ -15,7 +15,7 @@ Revisions must be safe while older replicas keep serving (expand/contract):
 
 A step written in the old style - `def _v_name(db, conn)` as in
 `schema.MIGRATIONS` - becomes a revision in two lines (copy
-`versions/0002_gate_board_index.py` for the header, with `down_revision` set
+`versions/0002_gate_board_indexes.py` for the header, with `down_revision` set
 to the current head):
 
     from sync.server.migrations import run_step
