@@ -1,4 +1,4 @@
-"""The registry database: tables (SQLAlchemy Core) and numbered migrations.
+"""The registry database: tables (SQLAlchemy Core), the legacy migration steps and `migrate`.
 
 Both engines get the same tables. The one difference is `events`:
 - on SQLite it is a plain table with a UNIQUE (stream_id, seq) index as a

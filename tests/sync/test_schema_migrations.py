@@ -283,3 +283,36 @@ def test_cli_sql_runs_in_psql_on_a_database_at_the_baseline(pg_url, capsys):
                 "('ix_events_gate_received'::regclass, 'ix_events_gate_kind_time'::regclass)")).scalar()
     finally:
         db.dispose()
+
+
+# --- a legacy-style step as a revision (how `_v_street_lists` and the like move over) -------
+
+
+def _v_test_notes(db, conn) -> None:
+    """A step written the old way: creates a table, different DDL per engine."""
+    kind = "BIGSERIAL" if db.is_postgres else "INTEGER"
+    conn.execute(text(f"CREATE TABLE test_notes (id {kind} PRIMARY KEY, note TEXT NOT NULL)"))
+
+
+def test_a_legacy_style_step_becomes_a_revision_with_run_step(db_url, tmp_path, monkeypatch):
+    from sync.server import schema_upgrade
+
+    scripts = tmp_path / "migrations"
+    shutil.copytree(schema_upgrade.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "0003_test_notes.py").write_text(
+        '"""test notes"""\n'
+        "from sync.server.migrations import run_step\n"
+        "from tests.sync.test_schema_migrations import _v_test_notes\n\n"
+        'revision = "0003_test_notes"\n'
+        f'down_revision = "{head()}"\n\n\n'
+        "def upgrade() -> None:\n"
+        "    run_step(_v_test_notes)\n", encoding="utf-8")
+    monkeypatch.setattr(schema_upgrade, "SCRIPTS", scripts)
+    db = open_database(db_url)
+    try:
+        assert migrate(db) == "0003_test_notes"
+        with db.write() as conn:
+            conn.execute(text("INSERT INTO test_notes (note) VALUES ('ok')"))
+        assert migrate(db) == "0003_test_notes"  # ran once
+    finally:
+        db.dispose()
