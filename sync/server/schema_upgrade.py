@@ -29,6 +29,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from sync.server.db import Database
 
@@ -63,9 +64,12 @@ def upgrade(db: Database, target: str = "head") -> str:
             _run(db, conn, target)
             return _current(conn)
         finally:
-            conn.rollback()  # whatever alembic's last read left open
-            conn.execute(text(f"SELECT pg_advisory_unlock({PG_LOCK})"))
-            conn.commit()
+            try:
+                conn.rollback()  # whatever alembic's last read (or a failed revision) left open
+                conn.execute(text(f"SELECT pg_advisory_unlock({PG_LOCK})"))
+                conn.commit()
+            except SQLAlchemyError as exc:  # a lost connection: the server released the lock with it
+                log.warning("could not release the migration lock: %s", str(exc).splitlines()[0])
 
 
 def _run(db: Database, conn: Connection, target: str) -> None:
