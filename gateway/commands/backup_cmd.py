@@ -49,6 +49,6 @@ def run_restore(args: argparse.Namespace) -> int:
         version = migrate(db)  # an older backup is brought up to this release's schema now
     finally:
         db.dispose()
-    print(f"restored {args.file} (schema version {version}); start the server: kiosks re-send what the "
+    print(f"restored {args.file} (schema revision {version}); start the server: kiosks re-send what the "
           "backup is missing", file=sys.stderr)
     return 0

@@ -98,6 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     register_registry_actions(actions, _parser)  # backup, restore
 
+    from gateway.commands import migrate_cmd
+
+    migrate_cmd.register_registry_actions(actions, _parser)  # migrate
+
     gate = actions.add_parser("gate", help="enrol, revoke and list gates",
                               description="Enrol, revoke and list gates.",
                               epilog="example: checkpoint registry gate add --site site-1 east-1")

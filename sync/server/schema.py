@@ -1,4 +1,4 @@
-"""The registry database: tables (SQLAlchemy Core) and numbered migrations.
+"""The registry database: tables (SQLAlchemy Core), the legacy migration steps and `migrate`.
 
 Both engines get the same tables. The one difference is `events`:
 - on SQLite it is a plain table with a UNIQUE (stream_id, seq) index as a
@@ -517,28 +517,52 @@ def _v_fever_alert_cases(db: Database, conn) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_alerts_case ON alerts (site_id, case_id)"))
 
 
+# The steps before Alembic (issue 14), frozen: the baseline revision
+# (sync/server/migrations/versions/0001_baseline.py) runs them. A schema
+# change is now an Alembic revision; an old-style step becomes one with
+# `run_step` (see sync/server/migrations/__init__.py).
 MIGRATIONS = [_v1, _v_street_outbox, _v_fever_alert_cases, _v_reg_staff_accounts, _v_reg_people_registry, _v_deploy_enrol_codes]
+LEGACY_VERSION = 6
 
 
-def migrate(db: Database) -> int:
-    """Bring the schema up to date; returns the version. Safe to run concurrently."""
-    with db.write() as conn:
-        if db.is_postgres:
-            # Two replicas starting together: one migrates, the other waits.
-            conn.execute(text("SELECT pg_advisory_xact_lock(73190001)"))
-        if not db.engine.dialect.has_table(conn, "meta"):
-            version = 0
-        else:
-            row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
-            version = int(row[0]) if row else 0
-        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            step(db, conn)
-            conn.execute(meta.delete().where(meta.c.key == "schema_version"))
-            conn.execute(meta.insert().values(key="schema_version", value=str(number)))
-            version = number
+def legacy_version(conn) -> int:
+    """meta.schema_version: how many legacy steps the database has had (0: a new database)."""
+    if not conn.dialect.has_table(conn, "meta"):
+        return 0
+    row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
+    return int(row[0]) if row else 0
+
+
+def run_legacy_steps(db: Database, conn) -> int:
+    """The legacy steps this database has not had, each recorded in meta.schema_version."""
+    version = legacy_version(conn)
+    if version > LEGACY_VERSION:
+        raise RuntimeError(f"schema_version {version} is newer than this release's legacy steps "
+                           f"({LEGACY_VERSION}); was the database made by a newer release?")
+    for number, step in enumerate(MIGRATIONS[version:LEGACY_VERSION], start=version + 1):
+        step(db, conn)
+        conn.execute(meta.delete().where(meta.c.key == "schema_version"))
+        conn.execute(meta.insert().values(key="schema_version", value=str(number)))
+        version = number
+    return version
+
+
+def migrate(db: Database) -> str:
+    """Bring the schema up to date (`alembic upgrade head`); returns the revision.
+
+    Safe to run concurrently: one process migrates, the others wait and then
+    find nothing to do (sync.server.schema_upgrade).
+    """
+    from sync.server.schema_upgrade import upgrade
+
+    if len(MIGRATIONS) != LEGACY_VERSION:
+        raise RuntimeError(
+            "schema.MIGRATIONS is frozen at the legacy steps; add the new step as an Alembic revision "
+            "instead (sync/server/migrations/__init__.py says how)")
+    revision = upgrade(db)
     if db.is_postgres:
         ensure_partitions(db)
-    return version
+    return revision
 
 
 def _month_start(year: int, month: int) -> datetime:

@@ -151,26 +151,27 @@ def test_cases_for_day_lists_a_sites_cases_for_other_pages(server):
     assert cases_for_day(server.db, "site-1", date(2026, 2, 1) + timedelta(days=1), ZoneInfo("Asia/Shanghai")) == []
 
 
-def test_the_migration_adds_the_case_columns_to_an_older_alerts_table(db_url, monkeypatch):
+def test_the_migration_adds_the_case_columns_to_an_older_alerts_table(db_url):
     from sqlalchemy import inspect, text
 
-    from sync.server import open_database, schema
-    from sync.server.schema import _FEVER_CASE_COLUMNS, MIGRATIONS, _v_fever_alert_cases, meta, migrate
+    from sync.server import open_database
+    from sync.server.schema import _FEVER_CASE_COLUMNS, MIGRATIONS, _v_fever_alert_cases, migrate
+    from sync.server.schema_upgrade import head
+    from tests.sync.legacy_schema import make_legacy_database
 
     db = open_database(db_url)
     try:
-        migrate(db)
-        # An older registry: the migrations up to, not including, the case columns.
+        # An older registry: the legacy steps up to, not including, the case columns.
         upto = MIGRATIONS.index(_v_fever_alert_cases)
+        make_legacy_database(db, upto)
         with db.write() as conn:
-            conn.execute(text("DROP INDEX IF EXISTS ix_alerts_case"))
-            for name in _FEVER_CASE_COLUMNS:
+            for name in _FEVER_CASE_COLUMNS:  # _v1 makes today's alerts table; that release's had none of them
                 conn.execute(text(f"ALTER TABLE alerts DROP COLUMN {name}"))
-            conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(upto)))
-        monkeypatch.setattr(schema, "MIGRATIONS", MIGRATIONS[:upto + 1])
-        assert migrate(db) == upto + 1
+        assert migrate(db) == head()
         with db.read() as conn:
             columns = {c["name"] for c in inspect(conn).get_columns("alerts")}
+            indexes = {i["name"] for i in inspect(conn).get_indexes("alerts")}
         assert set(_FEVER_CASE_COLUMNS) <= columns
+        assert "ix_alerts_case" in indexes
     finally:
         db.dispose()
