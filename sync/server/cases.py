@@ -17,6 +17,14 @@ from an older backup leave one row per case with the same values. A step
 whose case has no row yet (its opening event was quarantined or purged)
 creates the row from what it carries.
 
+A kiosk of the release before cases sends ``fever_ack`` instead: the
+guard acknowledged the flagged decision ``detail.seq`` of the same stream,
+with a note (`fold_legacy_acks`). It becomes that alert's case, closed at the
+gate with the guard's name and note (staff still acknowledge it, as they
+did for those kiosks). If the server has no alert for that decision (it was
+quarantined, purged, or a kind that raises none) the acknowledgement opens
+one from the decision, or from itself, so the fever still reaches staff.
+
 A flagged decision that belongs to a case (``detail.case_id``) raises no alert
 of its own; a flagged decision without one (a kiosk older than cases) still
 does, one per reading, as before.
@@ -26,6 +34,7 @@ does, one per reading, as before.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 from datetime import date, datetime, time, timedelta, timezone
@@ -35,9 +44,10 @@ from sqlalchemy import func, select
 
 from gateway.clock import to_ns
 from sync.server.db import Database
-from sync.server.schema import alerts, gates
+from sync.server.schema import alerts, events, gates
 
 CASE_KINDS = ("fever_case.opened", "fever_case.reading", "fever_case.clinical", "fever_case.closed")
+LEGACY_ACK = "fever_ack"  # kiosks before cases: the guard acknowledged one flagged decision
 OUTCOMES = ("admitted", "referred", "refused")
 
 
@@ -101,6 +111,43 @@ def fold_case_events(conn, *, gate, stream_id: str, steps: list[tuple[int, Any, 
                          .values(acknowledged_at=now, acknowledged_by=_text(record.operator, 64) or "gate"))
         if changes:
             conn.execute(alerts.update().where(alerts.c.id == row.id).values(**changes))
+    return created
+
+
+def legacy_case_id(stream_id: str, seq: int) -> str:
+    """The case id given to a pre-case alert a `fever_ack` closes (at most 64 characters)."""
+    case_id = f"ack-{stream_id}-{seq}"
+    return case_id if len(case_id) <= 64 else "ack-" + hashlib.sha256(case_id.encode()).hexdigest()[:60]
+
+
+def fold_legacy_acks(conn, *, gate, stream_id: str, steps: list[tuple[int, Any, int]], now: datetime) -> list[dict]:
+    """Fold this batch's `fever_ack` events (seq, EventRecord, event_time_ns) into `alerts`.
+    Returns the alert rows created (an acknowledged fever the server had no alert for)."""
+    created: list[dict] = []
+    for _seq, record, time_ns in steps:
+        target = (record.detail or {}).get("seq")
+        if not isinstance(target, int) or isinstance(target, bool) or target < 1:
+            continue
+        where = (alerts.c.site_id == gate.site_id, alerts.c.stream_id == stream_id, alerts.c.seq == target)
+        alert_id = conn.execute(select(alerts.c.id).where(*where)).scalar()
+        if alert_id is None:
+            flagged = conn.execute(
+                select(events.c.person_id, events.c.pass_id, events.c.body_c, events.c.event_time_ns)
+                .where(events.c.stream_id == stream_id, events.c.seq == target)).first()
+            row = {"site_id": gate.site_id, "gate_id": gate.id, "gate_name": gate.name, "stream_id": stream_id,
+                   "seq": target, "person_id": flagged.person_id if flagged else None,
+                   "pass_id": flagged.pass_id if flagged else None, "body_c": flagged.body_c if flagged else None,
+                   "event_time_ns": flagged.event_time_ns if flagged else time_ns, "received_at": now}
+            conn.execute(alerts.insert().values(**row))
+            created.append(row)
+        detail = record.detail or {}
+        changes = {"case_id": func.coalesce(alerts.c.case_id, legacy_case_id(stream_id, target)),
+                   "status": "closed", "gate_operator": _text(record.operator, 64),
+                   "note": _text(detail.get("note"), 1000),
+                   "closed_at": datetime.fromtimestamp(time_ns / 1e9, timezone.utc)}
+        if detail.get("outcome") in OUTCOMES:
+            changes["outcome"] = detail["outcome"]
+        conn.execute(alerts.update().where(*where).values(**changes))
     return created
 
 

@@ -517,7 +517,40 @@ def _v_fever_alert_cases(db: Database, conn) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_alerts_case ON alerts (site_id, case_id)"))
 
 
-MIGRATIONS = [_v1, _v_street_outbox, _v_fever_alert_cases, _v_reg_staff_accounts, _v_reg_people_registry, _v_deploy_enrol_codes]
+def _v_tidy_legacy_fever_acks(db: Database, conn) -> None:
+    """Alerts an older kiosk acknowledged with `fever_ack` before the server folded those
+    (sync.server.cases.fold_legacy_acks) become cases closed at the gate, as new uploads do.
+    An acknowledgement whose alert is gone is left alone (its fever was purged or never raised)."""
+    import hashlib
+    import json
+
+    acks = conn.execute(text(
+        "SELECT site_id, stream_id, event_time_ns, payload FROM events WHERE kind = 'fever_ack' "
+        "ORDER BY stream_id, seq")).all()
+    for site_id, stream_id, time_ns, payload in acks:
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            continue
+        detail = body.get("detail") if isinstance(body, dict) and isinstance(body.get("detail"), dict) else {}
+        target = detail.get("seq")
+        if not isinstance(target, int) or isinstance(target, bool):
+            continue
+        case_id = f"ack-{stream_id}-{target}"
+        if len(case_id) > 64:
+            case_id = "ack-" + hashlib.sha256(case_id.encode()).hexdigest()[:60]
+        operator, note = body.get("operator"), detail.get("note")
+        conn.execute(alerts.update().where(
+            alerts.c.site_id == site_id, alerts.c.stream_id == stream_id, alerts.c.seq == target,
+            alerts.c.case_id.is_(None),
+        ).values(case_id=case_id, status="closed",
+                 gate_operator=operator[:64] if isinstance(operator, str) and operator else None,
+                 note=note[:1000] if isinstance(note, str) and note else None,
+                 closed_at=datetime.fromtimestamp(time_ns / 1e9, timezone.utc)))
+
+
+MIGRATIONS = [_v1, _v_street_outbox, _v_fever_alert_cases, _v_reg_staff_accounts, _v_reg_people_registry,
+              _v_deploy_enrol_codes, _v_tidy_legacy_fever_acks]
 
 
 def migrate(db: Database) -> int:
