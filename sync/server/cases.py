@@ -29,22 +29,21 @@ A flagged decision that belongs to a case (``detail.case_id``) raises no alert
 of its own; a flagged decision without one (a kiosk older than cases) still
 does, one per reading, as before.
 
-`cases_for_day` lists a site's cases for the daily report and the staff board.
+`cases_for_day` lists a site's cases for the daily report (sync.server.case_list).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, select
 
-from gateway.clock import to_ns
+from sync.server.case_list import site_cases
 from sync.server.db import Database
-from sync.server.schema import alerts, events, gates
+from sync.server.schema import alerts, events
 
 CASE_KINDS = ("fever_case.opened", "fever_case.reading", "fever_case.clinical", "fever_case.closed")
 LEGACY_ACK = "fever_ack"  # kiosks before cases: the guard acknowledged one flagged decision
@@ -157,42 +156,15 @@ def decision_raises_alert(record) -> bool:
 
 
 def cases_for_day(db: Database, site_id: str, day: date, zone) -> list[dict]:
-    """The site's fever cases (and pre-case alerts) whose first reading falls on `day`
-    in `zone`, oldest first: one entry per person and episode."""
-    start = datetime.combine(day, time(0), zone)
-    lo = to_ns(start.astimezone(timezone.utc))
-    hi = to_ns((start + timedelta(days=1)).astimezone(timezone.utc))
-    with db.read() as conn:
-        rows = conn.execute(
-            select(alerts, func.coalesce(gates.c.name, alerts.c.gate_name).label("gate"))
-            .select_from(alerts.outerjoin(gates, gates.c.id == alerts.c.gate_id))
-            .where(alerts.c.site_id == site_id, alerts.c.event_time_ns >= lo, alerts.c.event_time_ns < hi)
-            .order_by(alerts.c.event_time_ns, alerts.c.id)
-        ).all()
-    return [case_dict(r, zone) for r in rows]
+    """The site's fever cases whose first reading falls on `day` in `zone`, oldest first
+    (sync.server.case_list.site_cases, as the boards list them), as plain JSON values."""
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat(timespec="seconds") if value else None
 
-
-def case_dict(row, zone=timezone.utc) -> dict:
-    data = row._mapping
-
-    def when(value):
-        if value is None:
-            return None
-        if isinstance(value, datetime):
-            value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-            return value.astimezone(zone).isoformat(timespec="seconds")
-        return datetime.fromtimestamp(value / 1e9, timezone.utc).astimezone(zone).isoformat(timespec="seconds")
-
-    def reading(value):  # a NaN stored before input was checked must not break a list or report
-        return value if value is None or math.isfinite(value) else None
-
-    closed = data["status"] == "closed" or (data["status"] is None and data["acknowledged_at"] is not None)
-    return {
-        "alert_id": data["id"], "case_id": data["case_id"], "time": when(data["event_time_ns"]),
-        "gate": data.get("gate") or data["gate_name"], "person_id": data["person_id"], "pass_id": data["pass_id"],
-        "body_c": reading(data["max_c"] if data["max_c"] is not None else data["body_c"]),
-        "readings": data["readings"] if data["readings"] is not None else 1,
-        "clinical_c": reading(data["clinical_c"]), "status": "closed" if closed else "open", "outcome": data["outcome"],
-        "gate_operator": data["gate_operator"], "note": data["note"], "closed_at": when(data["closed_at"]),
-        "acknowledged_at": when(data["acknowledged_at"]), "acknowledged_by": data["acknowledged_by"],
-    }
+    return [{"alert_id": c["alert_id"], "case_id": c["case_id"], "time": c["time"], "gate": c["gate"],
+             "person_id": c["person_id"], "pass_id": c["pass_id"], "body_c": c["body_c"],
+             "readings": c["reading_count"], "clinical_c": c["clinical_c"], "status": c["status"],
+             "outcome": c["outcome"], "gate_operator": c["gate_operator"], "note": c["note"],
+             "closed_at": iso(c["closed_at"]), "acknowledged_at": iso(c["acknowledged_at"]),
+             "acknowledged_by": c["acknowledged_by"]}
+            for c in site_cases(db, site_id, zone, day=day)]

@@ -6,9 +6,9 @@ with what the street office asks for each day:
 - entries and exits counted apart (admitted decisions and overrides by
   direction);
 - refusals by reason (each denied decision counted once per reason code);
-- fever cases: people, not readings. Alerts of the day are grouped by person
-  (person id, else pass id, else the alert itself), with the gate's readings,
-  acknowledgement and the staff follow-ups;
+- fever cases: episodes, not readings: the cases the staff board lists
+  (sync.server.case_list), with the gate's readings, how the gate closed
+  them and the staff follow-ups; `fever_people` counts each person once;
 - hand-recorded fevers: a visitor or guard temperature written in a ledger
   at or above the threshold (the kiosk's hundredths rule, `is_fever`); a
   kiosk that opens a fever case for them lists them under cases too;
@@ -29,9 +29,9 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway.thermometry import is_fever
-from sync.server import boards, gate_rules
+from sync.server import boards, case_list, gate_rules
 from sync.server.db import Database
-from sync.server.reports import DEFAULT_TZ, daily_report
+from sync.server.reports import DEFAULT_TZ, _zone, daily_report
 from sync.server.schema import audit, events, registry_state
 from sync.server.sites import site_rows, sites_of_office
 
@@ -140,22 +140,16 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
             if isinstance(detail.get("trigger_seq"), int):
                 case_of_trigger[(stream_id, detail["trigger_seq"])] = detail["case_id"]
 
-    cases: dict[str, dict] = {}
-    for alert in reversed(boards.fever_cases(db, site_id, day=day, tz=tz)):
-        key = alert["person_id"] or alert["pass_id"] or f"alert-{alert['id']}"
-        case = cases.setdefault(key, {
-            "person_id": alert["person_id"], "pass_id": alert["pass_id"], "name": alert["name"], "unit": alert["unit"],
-            "first_time": alert["event_time"], "gate": alert["gate_name"], "readings": [], "alerts": [],
-            "gate_ack": None, "followups": [], "acknowledged_by": None,
-            "source": source_of.get(alert.get("case_id") or "", "infrared"), "status": None, "outcome": None,
-        })
-        case["status"] = "closed" if alert.get("status") == "closed" or alert.get("acknowledged_at") else "open"
-        case["outcome"] = alert.get("outcome") or case["outcome"]
-        case["readings"].extend(alert["readings"])
-        case["alerts"].append(alert["id"])
-        case["gate_ack"] = alert["gate_ack"] or case["gate_ack"]
-        case["followups"].extend(alert["followups"])
-        case["acknowledged_by"] = alert.get("acknowledged_by") or case["acknowledged_by"]
+    # The same cases as the staff board and `reports.daily_report` (sync.server.case_list).
+    fever_cases = [{
+        "person_id": case["person_id"], "pass_id": case["pass_id"], "name": case["name"], "unit": case["unit"],
+        "first_time": case["event_time"], "gate": case["gate"], "readings": case["readings"],
+        "alerts": case["alert_ids"], "case_id": case["case_id"], "gate_ack": case["gate_ack"],
+        "followups": case["followups"], "acknowledged_by": case["acknowledged_by"],
+        "source": source_of.get(case["case_id"] or "", "infrared"), "status": case["status"],
+        "outcome": case["outcome"],
+    } for case in case_list.site_cases(db, site_id, _zone(tz), day=day)]
+    people_with_fever = {c["person_id"] or c["pass_id"] or f"alert-{c['alerts'][0]}" for c in fever_cases}
 
     # Hand-recorded fevers are a breakdown, not an addition: a kiosk with fever cases opens a
     # case for each (listed under fever_cases with its source), so `case_id` names it; an
@@ -186,7 +180,6 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
             observed.append({"person_id": entity_id, "name": person.get("name"), "unit": person.get("unit"),
                              "until": until})
 
-    fever_cases = sorted(cases.values(), key=lambda c: c["first_time"])
     policy = _policy(db, site_id)
     disinfection = gate_rules.disinfection_day(
         db, site_id, day, policy.get("disinfection_times") or [],
@@ -202,7 +195,7 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
         tailgates=tailgates,
         fever_cases=fever_cases,
         hand_recorded_fevers=sorted(hand, key=lambda h: h["time"]),
-        fever_people=len(fever_cases) + sum(1 for h in hand if h["case_id"] is None),
+        fever_people=len(people_with_fever) + sum(1 for h in hand if h["case_id"] is None),
         disinfection={"times": list(policy.get("disinfection_times") or []),
                       "done": sum(g["done"] for g in disinfection.values()),
                       "missed": sum(g["missed"] for g in disinfection.values()), "gates": disinfection},

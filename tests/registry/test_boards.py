@@ -204,6 +204,15 @@ def test_api_docs_load_with_no_outside_address(server):
       "note": None}, [37.5], 1, None),
 ])
 def test_fever_board_reads_alert_rows_and_fever_case_rows(row, readings, count, ack):
-    assert boards._readings(row) == readings
-    assert boards._reading_count(row) == count
-    assert boards._closed_at_gate(row, "Asia/Shanghai") == ack
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    from sync.server import case_list
+
+    columns = dict.fromkeys(("max_c", "readings", "status", "outcome", "gate_operator", "note", "clinical_c",
+                             "closed_at", "acknowledged_at", "acknowledged_by", "case_id", "person_id", "pass_id"))
+    alert = SimpleNamespace(**{**columns, "id": 1, "gate": "east-1", **row})
+    case = case_list.new_case(alert, datetime(2026, 2, 1, tzinfo=timezone.utc), {})
+    case_list.add_row(case, alert, ZoneInfo("Asia/Shanghai"), [])
+    case = case_list.finish(case)
+    assert (case["readings"], case["reading_count"], case["gate_ack"]) == (readings, count, ack)
