@@ -53,9 +53,7 @@ REASON_LABELS = {
     "vehicle_exception": "外来车辆（值守人员放行）", "vehicle_no_pass": "车辆无有效通行证",
     "unit_door_members_only": "单元门仅限本楼人员", "guard_override": "值守人员放行",
 }
-# Events whose refusals count (each denied event once per reason code): people at the
-# gate, several passes in one frame, and vehicles. (A tailgate is an incident, listed apart.)
-REFUSAL_KINDS = ("decision", "one_at_a_time", "vehicle")
+REFUSAL_KINDS = gate_rules.REFUSAL_KINDS  # counted by gate_rules.refusal_counts
 HAND_SOURCES = ("visitor_form", "staff_form", "vehicle_form")  # fever cases opened from a typed temperature
 
 
@@ -92,7 +90,7 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
     with db.read() as conn:
         passages = conn.execute(
             select(events.c.kind, events.c.decision, events.c.payload)
-            .where(events.c.site_id == site_id, events.c.kind.in_(("decision", "override", *REFUSAL_KINDS, "tailgate")),
+            .where(events.c.site_id == site_id, events.c.kind.in_(("decision", "override", "vehicle")),
                    events.c.event_time_ns >= lo, events.c.event_time_ns < hi)).all()
         # Which case each hand-written fever opened, and each case's source (gateway/fever_case.py).
         opened = conn.execute(
@@ -113,23 +111,18 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
         people = conn.execute(select(registry_state.c.entity_id, registry_state.c.payload).where(
             registry_state.c.site_id == site_id, registry_state.c.entity == "person")).all()
 
-    entries = exits = tailgates = 0
+    entries = exits = 0
     vehicles: Counter = Counter()
-    refusals: Counter = Counter()
     for kind, decision, payload in passages:
         body = _payload(payload)
-        if kind == "tailgate":
-            tailgates += 1
-        elif kind == "vehicle":
+        if kind == "vehicle":
             vehicles[f"{decision}_{'out' if body.get('direction') == 'out' else 'in'}"] += 1
         elif decision == "admit":
             if body.get("direction") == "out":
                 exits += 1
             else:
                 entries += 1
-        if decision == "deny" and kind in REFUSAL_KINDS:
-            for code in body.get("reasons") or ["unknown"]:
-                refusals[str(code)] += 1
+    refusals, tailgates = gate_rules.refusal_counts(db, site_id, day, tz)
 
     source_of: dict[str, str] = {}
     case_of_trigger: dict[tuple[str, int], str] = {}
