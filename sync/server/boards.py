@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 
 from gateway.clock import to_ns
-from sync.server import audit, case_list, contacts, gate_rules, registry
+from sync.server import audit, case_list, contacts, gate_rules, labels, registry
 from sync.server.db import Database
 from sync.server.reports import DEFAULT_TZ, _zone
 from sync.server.schema import alert_followups, alerts, events, gates, streams
@@ -202,8 +202,11 @@ def _occupants(value: Any) -> str | None:
     return "; ".join(cells)
 
 
-def ledger_rows(db: Database, site_id: str, ledger: str, day: date, *, tz: str = DEFAULT_TZ) -> list[dict]:
-    """The ledger's rows of one local day, oldest first; keys as in LEDGERS."""
+def ledger_rows(db: Database, site_id: str, ledger: str, day: date, *, tz: str = DEFAULT_TZ,
+                lang: str | None = None) -> list[dict]:
+    """The ledger's rows of one local day, oldest first; keys as in LEDGERS. With `lang`
+    ("zh" or "en") the vehicle ledger's direction, decision and reasons are words in that
+    language (pages and exports), else the codes the gates sent."""
     kind, columns = LEDGERS[ledger]
     lo, hi = day_bounds(day, tz)
     with db.read() as conn:
@@ -222,7 +225,12 @@ def ledger_rows(db: Database, site_id: str, ledger: str, day: date, *, tz: str =
                "operator": body.get("operator"), "person_id": r.person_id, "body_c": r.body_c,
                "direction": body.get("direction")}
         if ledger == "vehicles":  # lists made readable in one cell
+            reasons = [str(x) for x in body.get("reasons") or []]
             row.update(occupants=_occupants(detail.get("occupants")), decision=body.get("decision"),
-                       reasons=", ".join(str(x) for x in body.get("reasons") or []))
+                       reasons=", ".join(reasons))
+            if lang is not None:
+                row.update(direction=labels.direction_label(row["direction"], lang),
+                           decision=labels.decision_label(row["decision"], lang),
+                           reasons=("、" if lang == "zh" else ", ").join(labels.reason_label(r, lang) for r in reasons))
         out.append({key: row.get(key) for key, _zh, _en in columns})
     return out

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway.thermometry import is_fever
-from sync.server import boards, case_list, gate_rules
+from sync.server import boards, case_list, gate_rules, labels
 from sync.server.db import Database
 from sync.server.reports import DEFAULT_TZ, _zone, daily_report
 from sync.server.schema import audit, events, registry_state
@@ -37,28 +37,13 @@ from sync.server.sites import site_rows, sites_of_office
 
 DEFAULT_THRESHOLD_C = 37.3
 
-REASON_LABELS = {
-    "fever": "体温异常", "no_reading": "未测得体温", "reading_out_of_range": "测温读数不合理",
-    "sensor_fault": "测温仪故障", "no_credential": "无通行证", "malformed": "通行证无法识别",
-    "bad_signature": "通行证签名无效", "unknown_issuer": "通行证签发方未知", "expired": "通行证过期",
-    "not_yet_valid": "通行证未生效", "revoked": "通行证已作废", "wrong_site": "非本小区通行证",
-    "moved_out": "已搬离", "under_observation": "居家观察期", "passback": "重复进出",
-    "health_code_red": "健康码红码", "health_code_yellow": "健康码黄码", "health_code_missing": "未出示健康码",
-    "registry_stale": "登记信息未同步", "internal_error": "系统故障", "visitor": "外来人员",
-    "visitor_policy": "禁止外来人员", "visitor_record": "访客未登记", "ambient_warning": "环境温度异常",
-    "fever_case_open": "发热处置中",
-    # gate rules (issue 12)
-    "no_mask": "未佩戴口罩", "refused_measurement": "拒绝测温", "unstaffed": "无人值守", "gate_closed": "出入口已关闭",
-    "one_at_a_time": "多人同时通过（请逐一通过）", "tailgate": "尾随通过", "vehicle_outside": "外来车辆",
-    "vehicle_exception": "外来车辆（值守人员放行）", "vehicle_no_pass": "车辆无有效通行证",
-    "unit_door_members_only": "单元门仅限本楼人员", "guard_override": "值守人员放行",
-}
+REASON_LABELS = {code: zh for code, (zh, _en) in labels.REASONS.items()}
 REFUSAL_KINDS = gate_rules.REFUSAL_KINDS  # counted by gate_rules.refusal_counts
 HAND_SOURCES = ("visitor_form", "staff_form", "vehicle_form")  # fever cases opened from a typed temperature
 
 
 def reason_label(code: str) -> str:
-    return REASON_LABELS.get(code, code)
+    return labels.reason_label(code)
 
 
 def _payload(text: str | None) -> dict:
