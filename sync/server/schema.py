@@ -317,7 +317,15 @@ import_jobs = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("created_by", String(64)),
     Column("finished_at", Timestamp),
+    # How far a commit got, and when it last said so (added by _v_tidy_import_progress):
+    # every replica's progress bar reads it, and a stale one means the import was abandoned.
+    Column("progress_done", Integer),
+    Column("progress_total", Integer),
+    Column("progress_at", Timestamp),
 )
+
+# The columns _v_tidy_import_progress adds to an existing import_jobs table.
+_IMPORT_PROGRESS_COLUMNS = ("progress_done", "progress_total", "progress_at")
 
 # --- reg-staff: accounts, sessions, audit (created by _v_reg_staff_accounts) ---------
 
@@ -549,8 +557,21 @@ def _v_tidy_legacy_fever_acks(db: Database, conn) -> None:
                  closed_at=datetime.fromtimestamp(time_ns / 1e9, timezone.utc)))
 
 
+def _v_tidy_import_progress(db: Database, conn) -> None:
+    """import_jobs: the commit's progress in the database (was one process's memory).
+    A database made by this version's _v_reg_people_registry has the columns already."""
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    have = {c["name"] for c in inspect(conn).get_columns("import_jobs")}
+    for name in _IMPORT_PROGRESS_COLUMNS:
+        if name not in have:
+            ddl = CreateColumn(import_jobs.c[name]).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE import_jobs ADD COLUMN {ddl}"))
+
+
 MIGRATIONS = [_v1, _v_street_outbox, _v_fever_alert_cases, _v_reg_staff_accounts, _v_reg_people_registry,
-              _v_deploy_enrol_codes, _v_tidy_legacy_fever_acks]
+              _v_deploy_enrol_codes, _v_tidy_legacy_fever_acks, _v_tidy_import_progress]
 
 
 def migrate(db: Database) -> int:
