@@ -15,7 +15,6 @@ add to `alerts` show up through `row._mapping`, absent ones are None):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -24,7 +23,7 @@ from sqlalchemy import and_, func, select
 
 from gateway.clock import to_ns
 from sync.server import audit, case_list, contacts, gate_rules, labels, registry
-from sync.server.db import Database
+from sync.server.db import Database, json_object
 from sync.server.reports import DEFAULT_TZ, _zone
 from sync.server.schema import alert_followups, alerts, events, gates, streams
 
@@ -47,14 +46,6 @@ def _time(ns: int | None, tz: str = DEFAULT_TZ) -> datetime | None:
 def day_bounds(day: date, tz: str = DEFAULT_TZ) -> tuple[int, int]:
     """[lo, hi) in epoch nanoseconds for a local calendar day."""
     return case_list.day_bounds(day, _zone(tz))
-
-
-def _payload(text: str | None) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # --- gates ------------------------------------------------------------------------
@@ -98,7 +89,7 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
                 select(events.c.payload, events.c.event_time_ns)
                 .where(events.c.site_id == site_id, events.c.gate_id == gate.id, events.c.kind.in_(HEALTH_KINDS))
                 .order_by(events.c.event_time_ns.desc(), events.c.seq.desc()).limit(1)).first()
-            health_detail = _payload(health.payload).get("detail") if health else None
+            health_detail = json_object(health.payload).get("detail") if health else None
             health_detail = health_detail if isinstance(health_detail, dict) else {}
             # The kiosk's `health` event (gateway/health_report.py): {"devices": {name: status}, "pending": n}.
             devices = health_detail.get("devices") if isinstance(health_detail.get("devices"), dict) else health_detail
@@ -218,7 +209,7 @@ def ledger_rows(db: Database, site_id: str, ledger: str, day: date, *, tz: str =
             .order_by(events.c.event_time_ns, events.c.seq)).all()
     out = []
     for r in found:
-        body = _payload(r.payload)
+        body = json_object(r.payload)
         detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
         row = {**{k: v for k, v in detail.items() if not isinstance(v, (dict, list))},
                "time": _time(r.event_time_ns, tz), "gate": names.get(r.gate_id, str(r.gate_id)),

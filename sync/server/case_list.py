@@ -26,7 +26,6 @@ staff_acknowledged (every row acknowledged).
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from gateway.clock import to_ns
-from sync.server.db import Database
+from sync.server.db import Database, json_object
 from sync.server.schema import alert_followups, alerts, gates, registry_state
 
 
@@ -55,14 +54,6 @@ def _finite(value) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
 
 
-def _payload(text: str | None) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def site_cases(db: Database, site_id: str, zone: tzinfo, *, day: date | None = None, open_only: bool = False,
                limit: int = 500) -> list[dict[str, Any]]:
     """The site's cases (of `day` in `zone`, else of every day), oldest first; at most the
@@ -81,7 +72,7 @@ def site_cases(db: Database, site_id: str, zone: tzinfo, *, day: date | None = N
         person_ids = {r.person_id for r in rows if r.person_id}
         people = {}
         if person_ids:
-            people = {r.entity_id: _payload(r.payload) for r in conn.execute(
+            people = {r.entity_id: json_object(r.payload) for r in conn.execute(
                 select(registry_state.c.entity_id, registry_state.c.payload).where(
                     registry_state.c.site_id == site_id, registry_state.c.entity == "person",
                     registry_state.c.entity_id.in_(person_ids)))}

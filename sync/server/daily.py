@@ -21,7 +21,6 @@ with what the street office asks for each day:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import date, datetime, timezone
 from typing import Any
@@ -30,7 +29,7 @@ from sqlalchemy import select
 
 from gateway.thermometry import is_fever
 from sync.server import boards, case_list, gate_rules, labels
-from sync.server.db import Database
+from sync.server.db import Database, json_object
 from sync.server.reports import DEFAULT_TZ, _zone, daily_report
 from sync.server.schema import audit, events, registry_state
 from sync.server.sites import site_rows, sites_of_office
@@ -46,20 +45,12 @@ def reason_label(code: str) -> str:
     return labels.reason_label(code)
 
 
-def _payload(text: str | None) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _policy(db: Database, site_id: str) -> dict:
     """The site's published policy document ({} when none was published)."""
     with db.read() as conn:
         row = conn.execute(select(registry_state.c.payload).where(
             registry_state.c.site_id == site_id, registry_state.c.entity == "policy")).first()
-    return _payload(row.payload if row else None)
+    return json_object(row.payload if row else None)
 
 
 def _threshold(db: Database, site_id: str) -> float:
@@ -99,7 +90,7 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
     entries = exits = 0
     vehicles: Counter = Counter()
     for kind, decision, payload in passages:
-        body = _payload(payload)
+        body = json_object(payload)
         if kind == "vehicle":
             vehicles[f"{decision}_{'out' if body.get('direction') == 'out' else 'in'}"] += 1
         elif decision == "admit":
@@ -112,7 +103,7 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
     source_of: dict[str, str] = {}
     case_of_trigger: dict[tuple[str, int], str] = {}
     for stream_id, payload in opened:
-        detail = _payload(payload).get("detail")
+        detail = json_object(payload).get("detail")
         if isinstance(detail, dict) and isinstance(detail.get("case_id"), str):
             source_of[detail["case_id"]] = str(detail.get("source") or "infrared")
             if isinstance(detail.get("trigger_seq"), int):
@@ -147,12 +138,12 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
 
     returnees = set()
     for entity_id, before, after in audit_rows:
-        was, now_ = _payload(before), _payload(after)
+        was, now_ = json_object(before), json_object(after)
         if now_.get("returnee") and not was.get("returnee"):
             returnees.add(entity_id)
     observed = []
     for entity_id, payload in people:
-        person = _payload(payload)
+        person = json_object(payload)
         until = person.get("observation_until")
         if until and person.get("status", "active") == "active" and str(until) >= day.isoformat():
             observed.append({"person_id": entity_id, "name": person.get("name"), "unit": person.get("unit"),

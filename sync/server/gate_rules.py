@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from gateway.clock import to_ns
-from sync.server.db import Database
+from sync.server.db import Database, json_object
 from sync.server.schema import events, gates
 
 # Events whose refusals count: people at the gate, several passes in one frame, and
@@ -59,7 +59,7 @@ def staffing_of(conn, site_id: str, gate_id: int) -> Staffing:
         .order_by(events.c.event_time_ns.desc(), events.c.seq.desc()).limit(1)).first()
     if row is None:
         return Staffing()
-    body = _record(row.payload)
+    body = json_object(row.payload)
     detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
     if row.kind == "unstaffed":
         return Staffing(unstaffed=True, since=detail.get("since"), unattended=detail.get("unattended"),
@@ -156,14 +156,6 @@ def disinfection_day(db: Database, site_id: str, day: date, times: list[str], ov
 def _day_bounds(day: date, zone) -> tuple[int, int]:
     start = datetime.combine(day, time(0), zone)
     return to_ns(start.astimezone(timezone.utc)), to_ns((start + timedelta(days=1)).astimezone(timezone.utc))
-
-
-def _record(payload: str | None) -> dict:
-    try:
-        record = json.loads(payload) if payload else {}
-    except (TypeError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
 
 
 def _detail_reasons(payload: str) -> list[str]:

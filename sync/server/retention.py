@@ -141,28 +141,26 @@ def _count(db: Database, table, where: tuple) -> int:
 def _redact_in_batches(db: Database, where: tuple, batch_rows: int, stop: threading.Event) -> int:
     """Empty what old audit entries quote; the entry itself (who, what, when) stays."""
     doomed = select(audit.c.id).where(*where).limit(batch_rows)
-    statement = audit.update().where(audit.c.id.in_(doomed)).values(before=None, after=None)
-    total = 0
-    while not stop.is_set():
-        with db.write() as conn:
-            changed = conn.execute(statement).rowcount
-        total += changed
-        if changed < batch_rows:
-            break
-    return total
+    return _in_batches(db, audit.update().where(audit.c.id.in_(doomed)).values(before=None, after=None),
+                       batch_rows, stop)
 
 
 def _delete_in_batches(db: Database, table, key: tuple, where: tuple, batch_rows: int,
                        stop: threading.Event) -> int:
     key_expr = key[0] if len(key) == 1 else tuple_(*key)
     doomed = select(*key).select_from(table).where(*where).limit(batch_rows)
-    statement = table.delete().where(key_expr.in_(doomed), *where)
+    return _in_batches(db, table.delete().where(key_expr.in_(doomed), *where), batch_rows, stop)
+
+
+def _in_batches(db: Database, statement, batch_rows: int, stop: threading.Event) -> int:
+    """Run `statement` (which touches at most `batch_rows` rows) in short transactions
+    until it touches fewer; returns the rows touched."""
     total = 0
     while not stop.is_set():
         with db.write() as conn:
-            deleted = conn.execute(statement).rowcount
-        total += deleted
-        if deleted < batch_rows:
+            touched = conn.execute(statement).rowcount
+        total += touched
+        if touched < batch_rows:
             break
     return total
 
