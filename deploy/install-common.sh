@@ -11,6 +11,9 @@ USE_SYSTEMCTL=auto # --no-systemctl: never call systemctl (a chroot, an image bu
 CHANGES=0
 APT_UPDATED=0
 
+uninstall=0        # --uninstall
+purge=0            # --purge (with --uninstall)
+
 say() { printf '%s: %s\n' "${PROG:-install}" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 changed() { CHANGES=$((CHANGES + 1)); say "changed: $*"; }
@@ -25,6 +28,32 @@ run() {
     fi
     "$@"
     changed "$what"
+}
+
+# The options both installers take; returns 1 for any other (the caller's own, or unknown).
+# shellcheck disable=SC2034  # uninstall and purge are read by the installers
+common_option() {
+    case "$1" in
+        --no-systemctl) USE_SYSTEMCTL=0 ;;
+        --dry-run) DRY_RUN=1 ;;
+        --uninstall) uninstall=1 ;;
+        --purge) purge=1 ;;
+        # The header comment of the running script, down to "set -euo", is its help.
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+# remove_units UNIT...: stop, disable and remove these systemd units if installed.
+remove_units() {
+    local unit
+    for unit in "$@"; do
+        if [ -f "/etc/systemd/system/$unit" ]; then
+            systemctl_do disable --now "$unit" 2>/dev/null || true
+            run "remove $unit" rm -f "/etc/systemd/system/$unit"
+        fi
+    done
+    systemctl_do daemon-reload
 }
 
 require_root() {

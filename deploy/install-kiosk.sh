@@ -42,7 +42,7 @@ OPT=/opt/checkpoint
 ETC=/etc/checkpoint
 DATA=/var/lib/checkpoint
 gate="" site="" server="" code="" issuer_key="" camera=usb
-hardware=1 screen=1 uninstall=0 purge=0
+hardware=1 screen=1
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -54,12 +54,7 @@ while [ $# -gt 0 ]; do
         --camera) camera=${2:?--camera needs usb or picamera2}; shift ;;
         --no-hardware) hardware=0 ;;
         --no-screen) screen=0 ;;
-        --no-systemctl) USE_SYSTEMCTL=0 ;;
-        --dry-run) DRY_RUN=1 ;;
-        --uninstall) uninstall=1 ;;
-        --purge) purge=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown option $1 (see --help)" ;;
+        *) common_option "$1" || die "unknown option $1 (see --help)" ;;
     esac
     shift
 done
@@ -69,14 +64,7 @@ require_root "$@"
 require_64bit
 
 uninstall_kiosk() {
-    local unit
-    for unit in checkpoint-screen.service checkpoint.service; do
-        if [ -f "/etc/systemd/system/$unit" ]; then
-            systemctl_do disable --now "$unit" 2>/dev/null || true
-            run "remove $unit" rm -f "/etc/systemd/system/$unit"
-        fi
-    done
-    systemctl_do daemon-reload
+    remove_units checkpoint-screen.service checkpoint.service
     # /opt/checkpoint may also serve the registry on this machine: then it stays.
     if [ -d "$OPT" ] && [ ! -f /etc/systemd/system/checkpoint-registry.service ]; then
         run "remove $OPT" rm -rf "$OPT"

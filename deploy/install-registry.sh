@@ -36,17 +36,12 @@ ETC=/etc/checkpoint-registry
 DATA=/var/lib/checkpoint-registry
 BACKUPS=/var/backups/checkpoint-registry
 UNITS=(checkpoint-registry.service checkpoint-registry-backup.service checkpoint-registry-backup.timer)
-db="" uninstall=0 purge=0
+db=""
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --db) db=${2:?--db needs a URL}; shift ;;
-        --no-systemctl) USE_SYSTEMCTL=0 ;;
-        --dry-run) DRY_RUN=1 ;;
-        --uninstall) uninstall=1 ;;
-        --purge) purge=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown option $1 (see --help)" ;;
+        *) common_option "$1" || die "unknown option $1 (see --help)" ;;
     esac
     shift
 done
@@ -55,13 +50,7 @@ require_root "$@"
 require_64bit
 
 if [ "$uninstall" = 1 ]; then
-    for unit in checkpoint-registry-backup.timer checkpoint-registry.service checkpoint-registry-backup.service; do
-        if [ -f "/etc/systemd/system/$unit" ]; then
-            systemctl_do disable --now "$unit" 2>/dev/null || true
-            run "remove $unit" rm -f "/etc/systemd/system/$unit"
-        fi
-    done
-    systemctl_do daemon-reload
+    remove_units checkpoint-registry-backup.timer checkpoint-registry.service checkpoint-registry-backup.service
     [ -f /usr/local/bin/checkpoint-registry ] && run "remove /usr/local/bin/checkpoint-registry" \
         rm -f /usr/local/bin/checkpoint-registry
     # /opt/checkpoint may also serve a kiosk on this machine: only remove it when no kiosk unit uses it.

@@ -6,29 +6,26 @@ add to `alerts` show up through `row._mapping`, absent ones are None):
   the unattended alarm (`gate_rules.staffing_of`, the one staffing rule), device health
   and upload backlog (the kiosk's latest `health` event, gateway/health_report.py)
   and how far behind its last upload was.
-- `fever_cases`: one row per `alerts` row (a case once ingest groups
-  re-measures), with the person's name and unit from the registry, the
-  gate's acknowledgement (`fever_ack` events) and staff follow-ups.
+- `fever_cases`: the site's cases (sync.server.case_list, shared with the
+  daily reports), with the person's name and unit from the registry, how
+  the gate closed them and staff follow-ups.
 - `ledger_rows`: visitors, guard temperatures, disinfection, overrides, vehicles (车辆台账).
 `add_followup` and `acknowledge_case` are the board's two changes (audited).
 """
 
 from __future__ import annotations
 
-import math
-
-import json
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import and_, func, select
 
 from gateway.clock import to_ns
-from sync.server import audit, contacts, gate_rules, registry
-from sync.server.db import Database
+from sync.server import audit, case_list, contacts, gate_rules, labels, registry
+from sync.server.db import Database, json_object
 from sync.server.reports import DEFAULT_TZ, _zone
-from sync.server.schema import alert_followups, alerts, events, gates, registry_state, streams
+from sync.server.schema import alert_followups, alerts, events, gates, streams
 
 ONLINE_WITHIN = timedelta(minutes=5)  # kiosks upload every 30 s by default
 HEALTH_KINDS = ("health", "device_health")
@@ -48,16 +45,7 @@ def _time(ns: int | None, tz: str = DEFAULT_TZ) -> datetime | None:
 
 def day_bounds(day: date, tz: str = DEFAULT_TZ) -> tuple[int, int]:
     """[lo, hi) in epoch nanoseconds for a local calendar day."""
-    start = datetime.combine(day, time(0), _zone(tz))
-    return to_ns(start.astimezone(timezone.utc)), to_ns((start + timedelta(days=1)).astimezone(timezone.utc))
-
-
-def _payload(text: str | None) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return case_list.day_bounds(day, _zone(tz))
 
 
 # --- gates ------------------------------------------------------------------------
@@ -101,7 +89,7 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
                 select(events.c.payload, events.c.event_time_ns)
                 .where(events.c.site_id == site_id, events.c.gate_id == gate.id, events.c.kind.in_(HEALTH_KINDS))
                 .order_by(events.c.event_time_ns.desc(), events.c.seq.desc()).limit(1)).first()
-            health_detail = _payload(health.payload).get("detail") if health else None
+            health_detail = json_object(health.payload).get("detail") if health else None
             health_detail = health_detail if isinstance(health_detail, dict) else {}
             # The kiosk's `health` event (gateway/health_report.py): {"devices": {name: status}, "pending": n}.
             devices = health_detail.get("devices") if isinstance(health_detail.get("devices"), dict) else health_detail
@@ -125,81 +113,10 @@ def gate_board(db: Database, site_id: str, *, now: datetime | None = None, tz: s
 
 def fever_cases(db: Database, site_id: str, *, day: date | None = None, open_only: bool = False,
                 tz: str = DEFAULT_TZ, limit: int = 500) -> list[dict[str, Any]]:
-    """One dict per alert (case), newest first. Keys: every `alerts` column,
-    plus event_time, name, unit, readings (first, highest), reading_count,
-    gate_ack {operator, note, time[, outcome, clinical_c]} from a `fever_ack`
-    event or the case closed at the gate, followups [{at, by, note}],
-    staff_acknowledged."""
-    query = select(alerts).where(alerts.c.site_id == site_id)
-    if day is not None:
-        lo, hi = day_bounds(day, tz)
-        query = query.where(alerts.c.event_time_ns >= lo, alerts.c.event_time_ns < hi)
-    if open_only:
-        query = query.where(alerts.c.acknowledged_at.is_(None))
-    with db.read() as conn:
-        rows = conn.execute(query.order_by(alerts.c.event_time_ns.desc(), alerts.c.id.desc()).limit(limit)).all()
-        person_ids = {r.person_id for r in rows if r.person_id}
-        people = {}
-        if person_ids:
-            for r in conn.execute(select(registry_state.c.entity_id, registry_state.c.payload).where(
-                    registry_state.c.site_id == site_id, registry_state.c.entity == "person",
-                    registry_state.c.entity_id.in_(person_ids))):
-                people[r.entity_id] = _payload(r.payload)
-        acks: dict[tuple[str, int], dict] = {}
-        streams_seen = {r.stream_id for r in rows}
-        if streams_seen:
-            for r in conn.execute(select(events.c.stream_id, events.c.event_time_ns, events.c.payload).where(
-                    events.c.site_id == site_id, events.c.kind == "fever_ack",
-                    events.c.stream_id.in_(streams_seen))):
-                body = _payload(r.payload)
-                detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
-                if isinstance(detail.get("seq"), int):
-                    acks[(r.stream_id, detail["seq"])] = {"operator": body.get("operator"), "note": detail.get("note"),
-                                                          "time": _time(r.event_time_ns, tz)}
-        notes: dict[int, list] = {}
-        if rows:
-            for r in conn.execute(select(alert_followups).where(alert_followups.c.alert_id.in_([x.id for x in rows]))
-                                  .order_by(alert_followups.c.id)):
-                notes.setdefault(r.alert_id, []).append({"at": _aware(r.at).astimezone(_zone(tz)), "by": r.by,
-                                                         "note": r.note})
-    cases = []
-    for row in rows:
-        # A reading stored before input was checked (NaN) shows as unknown, never a 500.
-        case = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row._mapping.items()}
-        person = people.get(row.person_id, {})
-        case.update(
-            event_time=_time(row.event_time_ns, tz), name=person.get("name"), unit=person.get("unit"),
-            readings=_readings(case), reading_count=_reading_count(case),
-            gate_ack=acks.get((row.stream_id, row.seq)) or _closed_at_gate(case, tz),
-            followups=notes.get(row.id, []), staff_acknowledged=row.acknowledged_at is not None,
-        )
-        cases.append(case)
-    return cases
-
-
-# An alert row is either one flagged reading (older kiosks) or one fever case
-# (columns readings = count, max_c, clinical_c, status, outcome,
-# gate_operator, note, closed_at). These read either shape.
-
-
-def _readings(case: dict) -> list[float]:
-    """The readings to show: the first and, for a case, the highest."""
-    values = [v for v in (case.get("body_c"), case.get("max_c")) if isinstance(v, (int, float))]
-    return list(dict.fromkeys(values))
-
-
-def _reading_count(case: dict) -> int:
-    count = case.get("readings")
-    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else len(_readings(case))
-
-
-def _closed_at_gate(case: dict, tz: str) -> dict | None:
-    """A case the guard closed at the gate: who, the note and the outcome."""
-    if not (case.get("gate_operator") or case.get("note") or case.get("outcome")):
-        return None
-    closed = _aware(case.get("closed_at"))
-    return {"operator": case.get("gate_operator"), "note": case.get("note"), "outcome": case.get("outcome"),
-            "clinical_c": case.get("clinical_c"), "time": closed.astimezone(_zone(tz)) if closed else None}
+    """The site's fever cases, newest first (sync.server.case_list.site_cases: the same
+    cases the daily reports list). `id` is the alert the board's buttons act on."""
+    cases = case_list.site_cases(db, site_id, _zone(tz), day=day, open_only=open_only, limit=limit)
+    return [{**case, "id": case["alert_id"]} for case in reversed(cases)]
 
 
 def add_followup(db: Database, site_id: str, alert_id: int, note: str, *, by: str) -> None:
@@ -216,8 +133,19 @@ def add_followup(db: Database, site_id: str, alert_id: int, note: str, *, by: st
                      entity_id=str(alert_id), before=None, after={"note": note})
 
 
-def acknowledge_case(db: Database, site_id: str, alert_id: int, *, by: str) -> dict:
-    return registry.acknowledge_alert(db, alert_id, by, site_id=site_id)
+def acknowledge_case(db: Database, site_id: str, alert_id: int, *, by: str, tz: str = DEFAULT_TZ) -> None:
+    """Acknowledge the case whose first alert is `alert_id`: every alert row of it (an older
+    kiosk's re-measures of one person are one case)."""
+    with db.read() as conn:
+        when = conn.execute(select(alerts.c.event_time_ns).where(
+            alerts.c.id == alert_id, alerts.c.site_id == site_id)).scalar()
+    if when is None:
+        raise registry.RegistryError(f"no alert {alert_id}")
+    day = _time(when, tz).date()
+    group = next((c["alert_ids"] for c in case_list.site_cases(db, site_id, _zone(tz), day=day)
+                  if alert_id in c["alert_ids"]), [alert_id])
+    for member in group:
+        registry.acknowledge_alert(db, member, by, site_id=site_id)
 
 
 # --- ledgers -------------------------------------------------------------------------
@@ -265,8 +193,11 @@ def _occupants(value: Any) -> str | None:
     return "; ".join(cells)
 
 
-def ledger_rows(db: Database, site_id: str, ledger: str, day: date, *, tz: str = DEFAULT_TZ) -> list[dict]:
-    """The ledger's rows of one local day, oldest first; keys as in LEDGERS."""
+def ledger_rows(db: Database, site_id: str, ledger: str, day: date, *, tz: str = DEFAULT_TZ,
+                lang: str | None = None) -> list[dict]:
+    """The ledger's rows of one local day, oldest first; keys as in LEDGERS. With `lang`
+    ("zh" or "en") the vehicle ledger's direction, decision and reasons are words in that
+    language (pages and exports), else the codes the gates sent."""
     kind, columns = LEDGERS[ledger]
     lo, hi = day_bounds(day, tz)
     with db.read() as conn:
@@ -278,14 +209,19 @@ def ledger_rows(db: Database, site_id: str, ledger: str, day: date, *, tz: str =
             .order_by(events.c.event_time_ns, events.c.seq)).all()
     out = []
     for r in found:
-        body = _payload(r.payload)
+        body = json_object(r.payload)
         detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
         row = {**{k: v for k, v in detail.items() if not isinstance(v, (dict, list))},
                "time": _time(r.event_time_ns, tz), "gate": names.get(r.gate_id, str(r.gate_id)),
                "operator": body.get("operator"), "person_id": r.person_id, "body_c": r.body_c,
                "direction": body.get("direction")}
         if ledger == "vehicles":  # lists made readable in one cell
+            reasons = [str(x) for x in body.get("reasons") or []]
             row.update(occupants=_occupants(detail.get("occupants")), decision=body.get("decision"),
-                       reasons=", ".join(str(x) for x in body.get("reasons") or []))
+                       reasons=", ".join(reasons))
+            if lang is not None:
+                row.update(direction=labels.direction_label(row["direction"], lang),
+                           decision=labels.decision_label(row["decision"], lang),
+                           reasons=("、" if lang == "zh" else ", ").join(labels.reason_label(r, lang) for r in reasons))
         out.append({key: row.get(key) for key, _zh, _en in columns})
     return out

@@ -17,27 +17,36 @@ from an older backup leave one row per case with the same values. A step
 whose case has no row yet (its opening event was quarantined or purged)
 creates the row from what it carries.
 
+A kiosk of the release before cases sends ``fever_ack`` instead: the
+guard acknowledged the flagged decision ``detail.seq`` of the same stream,
+with a note (`fold_legacy_acks`). It becomes that alert's case, closed at the
+gate with the guard's name and note (staff still acknowledge it, as they
+did for those kiosks). If the server has no alert for that decision (it was
+quarantined, purged, or a kind that raises none) the acknowledgement opens
+one from the decision, or from itself, so the fever still reaches staff.
+
 A flagged decision that belongs to a case (``detail.case_id``) raises no alert
 of its own; a flagged decision without one (a kiosk older than cases) still
 does, one per reading, as before.
 
-`cases_for_day` lists a site's cases for the daily report and the staff board.
+`cases_for_day` lists a site's cases for the daily report (sync.server.case_list).
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, select
 
-from gateway.clock import to_ns
+from sync.server.case_list import site_cases
 from sync.server.db import Database
-from sync.server.schema import alerts, gates
+from sync.server.schema import alerts, events
 
 CASE_KINDS = ("fever_case.opened", "fever_case.reading", "fever_case.clinical", "fever_case.closed")
+LEGACY_ACK = "fever_ack"  # kiosks before cases: the guard acknowledged one flagged decision
 OUTCOMES = ("admitted", "referred", "refused")
 
 
@@ -104,48 +113,58 @@ def fold_case_events(conn, *, gate, stream_id: str, steps: list[tuple[int, Any, 
     return created
 
 
+def legacy_case_id(stream_id: str, seq: int) -> str:
+    """The case id given to a pre-case alert a `fever_ack` closes (at most 64 characters)."""
+    case_id = f"ack-{stream_id}-{seq}"
+    return case_id if len(case_id) <= 64 else "ack-" + hashlib.sha256(case_id.encode()).hexdigest()[:60]
+
+
+def fold_legacy_acks(conn, *, gate, stream_id: str, steps: list[tuple[int, Any, int]], now: datetime) -> list[dict]:
+    """Fold this batch's `fever_ack` events (seq, EventRecord, event_time_ns) into `alerts`.
+    Returns the alert rows created (an acknowledged fever the server had no alert for)."""
+    created: list[dict] = []
+    for _seq, record, time_ns in steps:
+        target = (record.detail or {}).get("seq")
+        if not isinstance(target, int) or isinstance(target, bool) or target < 1:
+            continue
+        where = (alerts.c.site_id == gate.site_id, alerts.c.stream_id == stream_id, alerts.c.seq == target)
+        alert_id = conn.execute(select(alerts.c.id).where(*where)).scalar()
+        if alert_id is None:
+            flagged = conn.execute(
+                select(events.c.person_id, events.c.pass_id, events.c.body_c, events.c.event_time_ns)
+                .where(events.c.stream_id == stream_id, events.c.seq == target)).first()
+            row = {"site_id": gate.site_id, "gate_id": gate.id, "gate_name": gate.name, "stream_id": stream_id,
+                   "seq": target, "person_id": flagged.person_id if flagged else None,
+                   "pass_id": flagged.pass_id if flagged else None, "body_c": flagged.body_c if flagged else None,
+                   "event_time_ns": flagged.event_time_ns if flagged else time_ns, "received_at": now}
+            conn.execute(alerts.insert().values(**row))
+            created.append(row)
+        detail = record.detail or {}
+        changes = {"case_id": func.coalesce(alerts.c.case_id, legacy_case_id(stream_id, target)),
+                   "status": "closed", "gate_operator": _text(record.operator, 64),
+                   "note": _text(detail.get("note"), 1000),
+                   "closed_at": datetime.fromtimestamp(time_ns / 1e9, timezone.utc)}
+        if detail.get("outcome") in OUTCOMES:
+            changes["outcome"] = detail["outcome"]
+        conn.execute(alerts.update().where(*where).values(**changes))
+    return created
+
+
 def decision_raises_alert(record) -> bool:
     """A flagged decision raises an alert of its own only when no case carries it."""
     return record.flagged and record.kind in ("decision", "remeasure") and case_id_of(record) is None
 
 
 def cases_for_day(db: Database, site_id: str, day: date, zone) -> list[dict]:
-    """The site's fever cases (and pre-case alerts) whose first reading falls on `day`
-    in `zone`, oldest first: one entry per person and episode."""
-    start = datetime.combine(day, time(0), zone)
-    lo = to_ns(start.astimezone(timezone.utc))
-    hi = to_ns((start + timedelta(days=1)).astimezone(timezone.utc))
-    with db.read() as conn:
-        rows = conn.execute(
-            select(alerts, func.coalesce(gates.c.name, alerts.c.gate_name).label("gate"))
-            .select_from(alerts.outerjoin(gates, gates.c.id == alerts.c.gate_id))
-            .where(alerts.c.site_id == site_id, alerts.c.event_time_ns >= lo, alerts.c.event_time_ns < hi)
-            .order_by(alerts.c.event_time_ns, alerts.c.id)
-        ).all()
-    return [case_dict(r, zone) for r in rows]
+    """The site's fever cases whose first reading falls on `day` in `zone`, oldest first
+    (sync.server.case_list.site_cases, as the boards list them), as plain JSON values."""
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat(timespec="seconds") if value else None
 
-
-def case_dict(row, zone=timezone.utc) -> dict:
-    data = row._mapping
-
-    def when(value):
-        if value is None:
-            return None
-        if isinstance(value, datetime):
-            value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-            return value.astimezone(zone).isoformat(timespec="seconds")
-        return datetime.fromtimestamp(value / 1e9, timezone.utc).astimezone(zone).isoformat(timespec="seconds")
-
-    def reading(value):  # a NaN stored before input was checked must not break a list or report
-        return value if value is None or math.isfinite(value) else None
-
-    closed = data["status"] == "closed" or (data["status"] is None and data["acknowledged_at"] is not None)
-    return {
-        "alert_id": data["id"], "case_id": data["case_id"], "time": when(data["event_time_ns"]),
-        "gate": data.get("gate") or data["gate_name"], "person_id": data["person_id"], "pass_id": data["pass_id"],
-        "body_c": reading(data["max_c"] if data["max_c"] is not None else data["body_c"]),
-        "readings": data["readings"] if data["readings"] is not None else 1,
-        "clinical_c": reading(data["clinical_c"]), "status": "closed" if closed else "open", "outcome": data["outcome"],
-        "gate_operator": data["gate_operator"], "note": data["note"], "closed_at": when(data["closed_at"]),
-        "acknowledged_at": when(data["acknowledged_at"]), "acknowledged_by": data["acknowledged_by"],
-    }
+    return [{"alert_id": c["alert_id"], "case_id": c["case_id"], "time": c["time"], "gate": c["gate"],
+             "person_id": c["person_id"], "pass_id": c["pass_id"], "body_c": c["body_c"],
+             "readings": c["reading_count"], "clinical_c": c["clinical_c"], "status": c["status"],
+             "outcome": c["outcome"], "gate_operator": c["gate_operator"], "note": c["note"],
+             "closed_at": iso(c["closed_at"]), "acknowledged_at": iso(c["acknowledged_at"]),
+             "acknowledged_by": c["acknowledged_by"]}
+            for c in site_cases(db, site_id, zone, day=day)]

@@ -6,9 +6,9 @@ with what the street office asks for each day:
 - entries and exits counted apart (admitted decisions and overrides by
   direction);
 - refusals by reason (each denied decision counted once per reason code);
-- fever cases: people, not readings. Alerts of the day are grouped by person
-  (person id, else pass id, else the alert itself), with the gate's readings,
-  acknowledgement and the staff follow-ups;
+- fever cases: episodes, not readings: the cases the staff board lists
+  (sync.server.case_list), with the gate's readings, how the gate closed
+  them and the staff follow-ups; `fever_people` counts each person once;
 - hand-recorded fevers: a visitor or guard temperature written in a ledger
   at or above the threshold (the kiosk's hundredths rule, `is_fever`); a
   kiosk that opens a fever case for them lists them under cases too;
@@ -21,7 +21,6 @@ with what the street office asks for each day:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import date, datetime, timezone
 from typing import Any
@@ -29,46 +28,21 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway.thermometry import is_fever
-from sync.server import boards, gate_rules
-from sync.server.db import Database
-from sync.server.reports import DEFAULT_TZ, daily_report
+from sync.server import boards, case_list, gate_rules, labels
+from sync.server.db import Database, json_object
+from sync.server.reports import DEFAULT_TZ, _zone, daily_report
 from sync.server.schema import audit, events, registry_state
 from sync.server.sites import site_rows, sites_of_office
 
 DEFAULT_THRESHOLD_C = 37.3
 
-REASON_LABELS = {
-    "fever": "体温异常", "no_reading": "未测得体温", "reading_out_of_range": "测温读数不合理",
-    "sensor_fault": "测温仪故障", "no_credential": "无通行证", "malformed": "通行证无法识别",
-    "bad_signature": "通行证签名无效", "unknown_issuer": "通行证签发方未知", "expired": "通行证过期",
-    "not_yet_valid": "通行证未生效", "revoked": "通行证已作废", "wrong_site": "非本小区通行证",
-    "moved_out": "已搬离", "under_observation": "居家观察期", "passback": "重复进出",
-    "health_code_red": "健康码红码", "health_code_yellow": "健康码黄码", "health_code_missing": "未出示健康码",
-    "registry_stale": "登记信息未同步", "internal_error": "系统故障", "visitor": "外来人员",
-    "visitor_policy": "禁止外来人员", "visitor_record": "访客未登记", "ambient_warning": "环境温度异常",
-    "fever_case_open": "发热处置中",
-    # gate rules (issue 12)
-    "no_mask": "未佩戴口罩", "refused_measurement": "拒绝测温", "unstaffed": "无人值守", "gate_closed": "出入口已关闭",
-    "one_at_a_time": "多人同时通过（请逐一通过）", "tailgate": "尾随通过", "vehicle_outside": "外来车辆",
-    "vehicle_exception": "外来车辆（值守人员放行）", "vehicle_no_pass": "车辆无有效通行证",
-    "unit_door_members_only": "单元门仅限本楼人员", "guard_override": "值守人员放行",
-}
-# Events whose refusals count (each denied event once per reason code): people at the
-# gate, several passes in one frame, and vehicles. (A tailgate is an incident, listed apart.)
-REFUSAL_KINDS = ("decision", "one_at_a_time", "vehicle")
+REASON_LABELS = {code: zh for code, (zh, _en) in labels.REASONS.items()}
+REFUSAL_KINDS = gate_rules.REFUSAL_KINDS  # counted by gate_rules.refusal_counts
 HAND_SOURCES = ("visitor_form", "staff_form", "vehicle_form")  # fever cases opened from a typed temperature
 
 
 def reason_label(code: str) -> str:
-    return REASON_LABELS.get(code, code)
-
-
-def _payload(text: str | None) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return labels.reason_label(code)
 
 
 def _policy(db: Database, site_id: str) -> dict:
@@ -76,7 +50,7 @@ def _policy(db: Database, site_id: str) -> dict:
     with db.read() as conn:
         row = conn.execute(select(registry_state.c.payload).where(
             registry_state.c.site_id == site_id, registry_state.c.entity == "policy")).first()
-    return _payload(row.payload if row else None)
+    return json_object(row.payload if row else None)
 
 
 def _threshold(db: Database, site_id: str) -> float:
@@ -92,7 +66,7 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
     with db.read() as conn:
         passages = conn.execute(
             select(events.c.kind, events.c.decision, events.c.payload)
-            .where(events.c.site_id == site_id, events.c.kind.in_(("decision", "override", *REFUSAL_KINDS, "tailgate")),
+            .where(events.c.site_id == site_id, events.c.kind.in_(("decision", "override", "vehicle")),
                    events.c.event_time_ns >= lo, events.c.event_time_ns < hi)).all()
         # Which case each hand-written fever opened, and each case's source (gateway/fever_case.py).
         opened = conn.execute(
@@ -113,49 +87,38 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
         people = conn.execute(select(registry_state.c.entity_id, registry_state.c.payload).where(
             registry_state.c.site_id == site_id, registry_state.c.entity == "person")).all()
 
-    entries = exits = tailgates = 0
+    entries = exits = 0
     vehicles: Counter = Counter()
-    refusals: Counter = Counter()
     for kind, decision, payload in passages:
-        body = _payload(payload)
-        if kind == "tailgate":
-            tailgates += 1
-        elif kind == "vehicle":
+        body = json_object(payload)
+        if kind == "vehicle":
             vehicles[f"{decision}_{'out' if body.get('direction') == 'out' else 'in'}"] += 1
         elif decision == "admit":
             if body.get("direction") == "out":
                 exits += 1
             else:
                 entries += 1
-        if decision == "deny" and kind in REFUSAL_KINDS:
-            for code in body.get("reasons") or ["unknown"]:
-                refusals[str(code)] += 1
+    refusals, tailgates = gate_rules.refusal_counts(db, site_id, day, tz)
 
     source_of: dict[str, str] = {}
     case_of_trigger: dict[tuple[str, int], str] = {}
     for stream_id, payload in opened:
-        detail = _payload(payload).get("detail")
+        detail = json_object(payload).get("detail")
         if isinstance(detail, dict) and isinstance(detail.get("case_id"), str):
             source_of[detail["case_id"]] = str(detail.get("source") or "infrared")
             if isinstance(detail.get("trigger_seq"), int):
                 case_of_trigger[(stream_id, detail["trigger_seq"])] = detail["case_id"]
 
-    cases: dict[str, dict] = {}
-    for alert in reversed(boards.fever_cases(db, site_id, day=day, tz=tz)):
-        key = alert["person_id"] or alert["pass_id"] or f"alert-{alert['id']}"
-        case = cases.setdefault(key, {
-            "person_id": alert["person_id"], "pass_id": alert["pass_id"], "name": alert["name"], "unit": alert["unit"],
-            "first_time": alert["event_time"], "gate": alert["gate_name"], "readings": [], "alerts": [],
-            "gate_ack": None, "followups": [], "acknowledged_by": None,
-            "source": source_of.get(alert.get("case_id") or "", "infrared"), "status": None, "outcome": None,
-        })
-        case["status"] = "closed" if alert.get("status") == "closed" or alert.get("acknowledged_at") else "open"
-        case["outcome"] = alert.get("outcome") or case["outcome"]
-        case["readings"].extend(alert["readings"])
-        case["alerts"].append(alert["id"])
-        case["gate_ack"] = alert["gate_ack"] or case["gate_ack"]
-        case["followups"].extend(alert["followups"])
-        case["acknowledged_by"] = alert.get("acknowledged_by") or case["acknowledged_by"]
+    # The same cases as the staff board and `reports.daily_report` (sync.server.case_list).
+    fever_cases = [{
+        "person_id": case["person_id"], "pass_id": case["pass_id"], "name": case["name"], "unit": case["unit"],
+        "first_time": case["event_time"], "gate": case["gate"], "readings": case["readings"],
+        "alerts": case["alert_ids"], "case_id": case["case_id"], "gate_ack": case["gate_ack"],
+        "followups": case["followups"], "acknowledged_by": case["acknowledged_by"],
+        "source": source_of.get(case["case_id"] or "", "infrared"), "status": case["status"],
+        "outcome": case["outcome"],
+    } for case in case_list.site_cases(db, site_id, _zone(tz), day=day)]
+    people_with_fever = {c["person_id"] or c["pass_id"] or f"alert-{c['alerts'][0]}" for c in fever_cases}
 
     # Hand-recorded fevers are a breakdown, not an addition: a kiosk with fever cases opens a
     # case for each (listed under fever_cases with its source), so `case_id` names it; an
@@ -175,18 +138,17 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
 
     returnees = set()
     for entity_id, before, after in audit_rows:
-        was, now_ = _payload(before), _payload(after)
+        was, now_ = json_object(before), json_object(after)
         if now_.get("returnee") and not was.get("returnee"):
             returnees.add(entity_id)
     observed = []
     for entity_id, payload in people:
-        person = _payload(payload)
+        person = json_object(payload)
         until = person.get("observation_until")
         if until and person.get("status", "active") == "active" and str(until) >= day.isoformat():
             observed.append({"person_id": entity_id, "name": person.get("name"), "unit": person.get("unit"),
                              "until": until})
 
-    fever_cases = sorted(cases.values(), key=lambda c: c["first_time"])
     policy = _policy(db, site_id)
     disinfection = gate_rules.disinfection_day(
         db, site_id, day, policy.get("disinfection_times") or [],
@@ -202,7 +164,7 @@ def site_daily(db: Database, site_id: str, day: date, tz: str = DEFAULT_TZ) -> d
         tailgates=tailgates,
         fever_cases=fever_cases,
         hand_recorded_fevers=sorted(hand, key=lambda h: h["time"]),
-        fever_people=len(fever_cases) + sum(1 for h in hand if h["case_id"] is None),
+        fever_people=len(people_with_fever) + sum(1 for h in hand if h["case_id"] is None),
         disinfection={"times": list(policy.get("disinfection_times") or []),
                       "done": sum(g["done"] for g in disinfection.values()),
                       "missed": sum(g["missed"] for g in disinfection.values()), "gates": disinfection},

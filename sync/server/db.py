@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -164,3 +165,13 @@ def _ping_when_idle(engine: Engine) -> None:
             raise exc.DisconnectionError() from error
         if not alive:
             raise exc.DisconnectionError()
+
+
+def json_object(text: str | None) -> dict:
+    """A JSON object stored in a text column (an event's payload, a registry entry);
+    {} when it is empty, not JSON, or not an object, so a bad row never breaks a page."""
+    try:
+        value = json.loads(text) if text else {}
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}

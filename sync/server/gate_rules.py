@@ -4,8 +4,9 @@ uploaded (issue 12). For the reg-staff pages (gates board, reports):
 - `staffing_of(conn, site, gate)`: the one staffing rule (the newest shift
   sign-in/out, ``unstaffed`` or ``staffed`` event), which the gates board uses;
   `gate_staffing(db, site)`: it for every gate (L607: which gates are staffed);
-- `gate_rule_counts(db, site, day)`: refusals by gate-rule reason code
-  (no mask, refused measurement, one at a time, tailgates, vehicles) for the daily report;
+- `refusal_counts(db, site, day)`: refusals by reason code and tailgates, the
+  daily report's count; `gate_rule_counts(db, site, day)`: the same for the
+  gate-rule codes (no mask, refused measurement, one at a time, vehicles);
 - `disinfections_logged(db, site, day)`: the disinfection times each gate
   logged; `disinfection_day(db, site, day, policy.disinfection_times)`: per
   gate, each set time done or missed (`gateway.disinfection.disinfection_report`).
@@ -14,6 +15,7 @@ uploaded (issue 12). For the reg-staff pages (gates board, reports):
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -21,9 +23,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from gateway.clock import to_ns
-from sync.server.db import Database
+from sync.server.db import Database, json_object
 from sync.server.schema import events, gates
 
+# Events whose refusals count: people at the gate, several passes in one frame, and
+# vehicles. (A tailgate is an incident, counted apart.)
+REFUSAL_KINDS = ("decision", "one_at_a_time", "vehicle")
 RULE_REASONS = ("no_mask", "refused_measurement", "one_at_a_time", "tailgate", "gate_closed", "unstaffed",
                 "vehicle_outside", "vehicle_exception", "vehicle_no_pass")
 
@@ -54,7 +59,7 @@ def staffing_of(conn, site_id: str, gate_id: int) -> Staffing:
         .order_by(events.c.event_time_ns.desc(), events.c.seq.desc()).limit(1)).first()
     if row is None:
         return Staffing()
-    body = _record(row.payload)
+    body = json_object(row.payload)
     detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
     if row.kind == "unstaffed":
         return Staffing(unstaffed=True, since=detail.get("since"), unattended=detail.get("unattended"),
@@ -89,14 +94,32 @@ def gate_staffing(db: Database, site_id: str) -> list[dict]:
     return board
 
 
+def refusal_counts(db: Database, site_id: str, day: date, tz: str = "Asia/Shanghai") -> tuple[Counter, int]:
+    """The day's refusals by reason code (each refused event of REFUSAL_KINDS once per code,
+    "unknown" when it names none) and its tailgates: the one count behind the daily report
+    and `gate_rule_counts`."""
+    lo, hi = _day_bounds(day, ZoneInfo(tz))
+    with db.read() as conn:
+        rows = conn.execute(
+            select(events.c.kind, events.c.payload)
+            .where(events.c.site_id == site_id, events.c.kind.in_((*REFUSAL_KINDS, "tailgate")),
+                   events.c.event_time_ns >= lo, events.c.event_time_ns < hi,
+                   (events.c.decision == "deny") | (events.c.kind == "tailgate"))).all()
+    refusals: Counter = Counter()
+    tailgates = 0
+    for kind, payload in rows:
+        if kind == "tailgate":
+            tailgates += 1
+            continue
+        for code in dict.fromkeys(_detail_reasons(payload) or ["unknown"]):
+            refusals[code] += 1
+    return refusals, tailgates
+
+
 def gate_rule_counts(db: Database, site_id: str, day: date, tz: str = "Asia/Shanghai") -> dict[str, int]:
-    """How many events of the day carried each gate-rule reason code."""
-    counts = dict.fromkeys(RULE_REASONS, 0)
-    for payload in _day_payloads(db, site_id, day, tz, ("decision", "one_at_a_time", "tailgate", "vehicle")):
-        for reason in set(_detail_reasons(payload)):
-            if reason in counts:
-                counts[reason] += 1
-    return counts
+    """The day's refusals by gate-rule reason code, and its tailgates (`refusal_counts`)."""
+    refusals, tailgates = refusal_counts(db, site_id, day, tz)
+    return {**{code: refusals[code] for code in RULE_REASONS}, "tailgate": tailgates}
 
 
 def disinfections_logged(db: Database, site_id: str, day: date, tz: str = "Asia/Shanghai") -> dict[str, list[datetime]]:
@@ -133,22 +156,6 @@ def disinfection_day(db: Database, site_id: str, day: date, times: list[str], ov
 def _day_bounds(day: date, zone) -> tuple[int, int]:
     start = datetime.combine(day, time(0), zone)
     return to_ns(start.astimezone(timezone.utc)), to_ns((start + timedelta(days=1)).astimezone(timezone.utc))
-
-
-def _day_payloads(db: Database, site_id: str, day: date, tz: str, kinds: tuple[str, ...]) -> list[str]:
-    lo, hi = _day_bounds(day, ZoneInfo(tz))
-    with db.read() as conn:
-        return [r.payload for r in conn.execute(
-            select(events.c.payload).where(events.c.site_id == site_id, events.c.kind.in_(kinds),
-                                           events.c.event_time_ns >= lo, events.c.event_time_ns < hi))]
-
-
-def _record(payload: str | None) -> dict:
-    try:
-        record = json.loads(payload) if payload else {}
-    except (TypeError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
 
 
 def _detail_reasons(payload: str) -> list[str]:

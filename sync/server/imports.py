@@ -23,7 +23,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Callable
 
 from sync.server import people
@@ -518,11 +518,66 @@ def set_mapping(db: Database, site_id: str, job_id: int, mapping: dict[int, str]
 
 def claim_job(db: Database, site_id: str, job_id: int) -> bool:
     """Mark a previewed job as committing; False if it is not (double click, already done)."""
+    from datetime import timezone
+
     jobs = _jobs()
     with db.write() as conn:
-        return conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.site_id == site_id,
-                                                jobs.c.status == "preview")
-                            .values(status="committing")).rowcount == 1
+        claimed = conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.site_id == site_id,
+                                                   jobs.c.status == "preview")
+                               .values(status="committing", progress_done=0, progress_total=0,
+                                       progress_at=datetime.now(timezone.utc))).rowcount == 1
+    if claimed and db.is_sqlite:
+        _local_progress[(str(db.engine.url), job_id)] = (0, 0)
+    return claimed
+
+
+# --- progress: in the database, so every replica's progress bar shows it -----------------
+
+# A committing job whose server reported nothing for this long was abandoned (the server
+# stopped: its one transaction was rolled back, nothing was written).
+PROGRESS_STALE = timedelta(minutes=5)
+# SQLite keeps its one write lock for the whole import, so the progress cannot be written
+# beside it; SQLite means one server process, which keeps it here instead.
+_local_progress: dict[tuple[str, int], tuple[int, int]] = {}
+
+
+def report_progress(db: Database, site_id: str, job_id: int, done: int, total: int) -> None:
+    """Called by the committing import between chunks (from inside its transaction)."""
+    from datetime import timezone
+
+    if db.is_sqlite:
+        _local_progress[(str(db.engine.url), job_id)] = (done, total)
+        return
+    jobs = _jobs()
+    with db.write() as conn:  # a short transaction of its own, beside the import's
+        conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.site_id == site_id)
+                     .values(progress_done=done, progress_total=total, progress_at=datetime.now(timezone.utc)))
+
+
+def progress_of(db: Database, site_id: str, job_id: int) -> dict | None:
+    """{status, done, total, running}; `running` is false for a committing job nobody is
+    importing any more (its server stopped). None if there is no such job."""
+    from datetime import timezone
+
+    from sqlalchemy import select
+
+    jobs = _jobs()
+    with db.read() as conn:
+        row = conn.execute(select(jobs.c.status, jobs.c.progress_done, jobs.c.progress_total, jobs.c.progress_at)
+                           .where(jobs.c.id == job_id, jobs.c.site_id == site_id)).first()
+    if row is None:
+        return None
+    done, total = row.progress_done or 0, row.progress_total or 0
+    running = False
+    if row.status == "committing":
+        if db.is_sqlite:
+            local = _local_progress.get((str(db.engine.url), job_id))
+            running = local is not None
+            done, total = local or (done, total)
+        elif row.progress_at is not None:
+            at = row.progress_at if row.progress_at.tzinfo else row.progress_at.replace(tzinfo=timezone.utc)
+            running = datetime.now(timezone.utc) - at <= PROGRESS_STALE
+    return {"status": row.status, "done": done, "total": total, "running": running}
 
 
 def finish_job(db: Database, site_id: str, job_id: int, status: str, summary: dict) -> None:
@@ -532,6 +587,9 @@ def finish_job(db: Database, site_id: str, job_id: int, status: str, summary: di
     jobs = _jobs()
     values = {"status": status, "summary": json.dumps(summary, ensure_ascii=False),
               "finished_at": datetime.now().astimezone()}
+    local = _local_progress.pop((str(db.engine.url), job_id), None) if db.is_sqlite else None
+    if local is not None:  # the last progress, for the page after the import
+        values.update(progress_done=local[0], progress_total=local[1])
     if status != "preview":
         values["content"] = None
     with db.write() as conn:

@@ -44,7 +44,7 @@ from gateway.clock import to_ns
 from sync.protocol import EventRecord
 from sync.server import hotpath, notify
 from sync.server.auth import Gate
-from sync.server.cases import CASE_KINDS, decision_raises_alert, fold_case_events
+from sync.server.cases import CASE_KINDS, LEGACY_ACK, decision_raises_alert, fold_case_events, fold_legacy_acks
 from sync.server.db import Database
 from sync.server.schema import alerts, clock_anchors, events, gates, quarantine, streams
 
@@ -225,7 +225,7 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
         new_anchors = _store_anchors(conn, db.insert, stream_id, good, received_ns)
         anchors = _anchors_for(conn, stream_id, {r.boot_id for _, _, r in good
                                                  if not r.clock_synced or not _plausible(r.wall_time, received_ns)})
-        rows, alert_rows, case_steps = [], [], []
+        rows, alert_rows, case_steps, ack_steps = [], [], [], []
         received = _bind_value(conn, events.c.received_at, now)
         refused = {}
         for seq, payload, record in good:
@@ -237,6 +237,8 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
             rows.append(_event_row(stream_id, seq, gate, record, payload, time_ns, source, received))
             if record.kind in CASE_KINDS:
                 case_steps.append((seq, record, time_ns))
+            elif record.kind == LEGACY_ACK:
+                ack_steps.append((seq, record, time_ns))
             if decision_raises_alert(record):  # one alert per fever case (sync/server/cases.py)
                 alert_rows.append({
                     "site_id": gate.site_id, "gate_id": gate.id, "gate_name": gate.name,
@@ -284,13 +286,16 @@ def ingest(db: Database, gate: Gate, stream_id: str, first_seq: int, items: list
             notify.enqueue_fever(conn, alert_rows)
         case_alerts = fold_case_events(conn, gate=gate, stream_id=stream_id, steps=case_steps, now=now)
         notify.enqueue_fever(conn, case_alerts)
+        # After the alerts above: an acknowledgement in the same batch as its decision finds it.
+        ack_alerts = fold_legacy_acks(conn, gate=gate, stream_id=stream_id, steps=ack_steps, now=now)
+        notify.enqueue_fever(conn, ack_alerts)
         last = first_seq + len(checked) - 1
         conn.execute(_advance_stream() if hotpath.BASELINE else _ADVANCE_STREAM,
                      {"sid": stream_id, "last": last, "now": now})
         result.acked_through = last
         result.accepted = len(rows)
         result.quarantined = len(bad_rows)
-        result.alerts = len(alert_rows) + len(case_alerts)
+        result.alerts = len(alert_rows) + len(case_alerts) + len(ack_alerts)
     return result
 
 
@@ -310,7 +315,8 @@ def _is_plain(item: _Checked, received_ns: int) -> bool:
     record = item.record
     return (record is not None and record.clock_synced and _plausible(record.wall_time, received_ns)
             and record.kind != "clock_anchor"
-            and record.kind not in CASE_KINDS and record.kind not in notify.UNSTAFFED_KINDS
+            and record.kind not in CASE_KINDS and record.kind != LEGACY_ACK
+            and record.kind not in notify.UNSTAFFED_KINDS
             and not decision_raises_alert(record))
 
 

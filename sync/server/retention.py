@@ -1,14 +1,27 @@
 """Retention of health data on the registry server.
 
-Events (temperatures, decisions, visitor ledgers), quarantined raw events,
-clock anchors and acknowledged fever alerts are deleted once they are older
-than the retention period, counted from when the server received them. The
-default of 30 days covers the 14-day home observation and leaves the street
-office two more weeks for its checks.
+Events (temperatures, decisions, visitor and vehicle ledgers), quarantined
+raw events, clock anchors and acknowledged fever alerts are deleted once they
+are older than the retention period, counted from when the server received
+them. The default of 30 days covers the 14-day home observation and leaves
+the street office two more weeks for its checks. With them go:
+- staff follow-up notes on a fever alert, when their alert goes (they
+  quote the case; a note never outlives it);
+- notices to the street office (`outbox`, whose bodies name the person
+  and the temperature) created before the cutoff, delivered or not: a
+  notice that could not be delivered in the whole retention period is
+  stale;
+- import jobs (the uploaded ledger file and its preview) created before
+  the cutoff, whatever their state;
+- what audit entries quote about alerts and people (`before`/`after`):
+  emptied once older than the cutoff; who did what when, and to which
+  entity, stays;
+- enrolment codes `ENROL_CODES_KEPT` after they expired (used or not):
+  not health data, but a dead credential has no reason to stay.
 
 Never deleted here:
 - unacknowledged fever alerts: someone still has to act on them (they go
-  once acknowledged, if received before the cutoff);
+  once acknowledged, if received before the cutoff), and their follow-ups;
 - `streams` (the per-stream watermark): exactly-once depends on it, so a
   kiosk re-sending a purged batch is still answered "duplicate";
 - the registry change log and state, gates and staff: not health data.
@@ -28,12 +41,13 @@ import re
 import threading
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, literal_column, select, text, tuple_
+from sqlalchemy import and_, exists, func, literal_column, not_, select, text, tuple_
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from gateway.clock import to_ns
 from sync.server.db import Database
-from sync.server.schema import alerts, clock_anchors, ensure_partitions, events, quarantine
+from sync.server.schema import (alert_followups, alerts, audit, clock_anchors, enrol_codes, ensure_partitions, events,
+                                import_jobs, outbox, quarantine)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +55,13 @@ DEFAULT_RETENTION_DAYS = 30
 MAX_RETENTION_DAYS = 3650
 PURGE_INTERVAL_S = 3600.0
 BATCH_ROWS = 5000
-COUNT_KEYS = ("events", "event_partitions", "quarantine", "clock_anchors", "alerts")
+COUNT_KEYS = ("events", "event_partitions", "quarantine", "clock_anchors", "alert_followups", "alerts", "outbox",
+              "import_jobs", "audit_redacted", "enrol_codes")
+# Audit entries about these quote health data (follow-up notes, observation, risk).
+HEALTH_AUDIT_ENTITIES = ("alert", "person")
+# A used or expired enrolment code is kept this long after its expiry (to answer
+# "who enrolled that gate?" together with the audit log), then deleted.
+ENROL_CODES_KEPT = timedelta(days=7)
 # Dropping a partition needs an exclusive lock on `events`; never queue
 # uploads behind it for long - the rows are deleted by DELETE instead.
 PARTITION_LOCK_TIMEOUT = "5s"
@@ -81,6 +101,9 @@ def purge(db: Database, now: datetime, retention_days: int, *, dry_run: bool = F
     old_event = events.c.received_at < cutoff
     # (stream_id, seq) is unique by the watermark; on SQLite rowid is cheaper.
     event_key = (literal_column("rowid"),) if db.is_sqlite else (events.c.stream_id, events.c.seq)
+    # An alert goes when it was received before the cutoff and someone acknowledged it.
+    alert_goes = (alerts.c.received_at < cutoff, alerts.c.acknowledged_at.is_not(None))
+    alert_stays = exists().where(alerts.c.id == alert_followups.c.alert_id, not_(and_(*alert_goes)))
     jobs = [
         ("events", events, event_key, (old_event,)),
         ("quarantine", quarantine, (quarantine.c.id,), (quarantine.c.received_at < cutoff,)),
@@ -88,28 +111,56 @@ def purge(db: Database, now: datetime, retention_days: int, *, dry_run: bool = F
         # at or before its upload, so it goes no later than its event.
         ("clock_anchors", clock_anchors, (clock_anchors.c.stream_id, clock_anchors.c.seq),
          (clock_anchors.c.server_time_ns < cutoff_ns,)),
-        ("alerts", alerts, (alerts.c.id,), (alerts.c.received_at < cutoff, alerts.c.acknowledged_at.is_not(None))),
+        # Before the alerts: a note goes with its alert, and one whose alert is gone goes too.
+        ("alert_followups", alert_followups, (alert_followups.c.id,), (not_(alert_stays),)),
+        ("alerts", alerts, (alerts.c.id,), alert_goes),
+        ("outbox", outbox, (outbox.c.id,), (outbox.c.created_at < cutoff,)),
+        ("import_jobs", import_jobs, (import_jobs.c.id,), (import_jobs.c.created_at < cutoff,)),
+        ("enrol_codes", enrol_codes, (enrol_codes.c.id,),
+         (enrol_codes.c.expires_at < now.astimezone(timezone.utc) - ENROL_CODES_KEPT,)),
     ]
     for name, table, key, where in jobs:
         if dry_run:
-            with db.read() as conn:
-                counts[name] += conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+            counts[name] += _count(db, table, where)
         else:
             counts[name] += _delete_in_batches(db, table, key, where, batch_rows, stop)
+    quoting = (audit.c.at < cutoff, audit.c.entity.in_(HEALTH_AUDIT_ENTITIES),
+               (audit.c.before.is_not(None)) | (audit.c.after.is_not(None)))
+    if dry_run:
+        counts["audit_redacted"] = _count(db, audit, quoting)
+    else:
+        counts["audit_redacted"] = _redact_in_batches(db, quoting, batch_rows, stop)
     return counts
+
+
+def _count(db: Database, table, where: tuple) -> int:
+    with db.read() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+def _redact_in_batches(db: Database, where: tuple, batch_rows: int, stop: threading.Event) -> int:
+    """Empty what old audit entries quote; the entry itself (who, what, when) stays."""
+    doomed = select(audit.c.id).where(*where).limit(batch_rows)
+    return _in_batches(db, audit.update().where(audit.c.id.in_(doomed)).values(before=None, after=None),
+                       batch_rows, stop)
 
 
 def _delete_in_batches(db: Database, table, key: tuple, where: tuple, batch_rows: int,
                        stop: threading.Event) -> int:
     key_expr = key[0] if len(key) == 1 else tuple_(*key)
     doomed = select(*key).select_from(table).where(*where).limit(batch_rows)
-    statement = table.delete().where(key_expr.in_(doomed), *where)
+    return _in_batches(db, table.delete().where(key_expr.in_(doomed), *where), batch_rows, stop)
+
+
+def _in_batches(db: Database, statement, batch_rows: int, stop: threading.Event) -> int:
+    """Run `statement` (which touches at most `batch_rows` rows) in short transactions
+    until it touches fewer; returns the rows touched."""
     total = 0
     while not stop.is_set():
         with db.write() as conn:
-            deleted = conn.execute(statement).rowcount
-        total += deleted
-        if deleted < batch_rows:
+            touched = conn.execute(statement).rowcount
+        total += touched
+        if touched < batch_rows:
             break
     return total
 

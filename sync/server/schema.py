@@ -317,7 +317,15 @@ import_jobs = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("created_by", String(64)),
     Column("finished_at", Timestamp),
+    # How far a commit got, and when it last said so (added by _v_tidy_import_progress):
+    # every replica's progress bar reads it, and a stale one means the import was abandoned.
+    Column("progress_done", Integer),
+    Column("progress_total", Integer),
+    Column("progress_at", Timestamp),
 )
+
+# The columns _v_tidy_import_progress adds to an existing import_jobs table.
+_IMPORT_PROGRESS_COLUMNS = ("progress_done", "progress_total", "progress_at")
 
 # --- reg-staff: accounts, sessions, audit (created by _v_reg_staff_accounts) ---------
 
@@ -515,6 +523,51 @@ def _v_fever_alert_cases(db: Database, conn) -> None:
             ddl = CreateColumn(alerts.c[name]).compile(dialect=conn.dialect)
             conn.execute(text(f"ALTER TABLE alerts ADD COLUMN {ddl}"))
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_alerts_case ON alerts (site_id, case_id)"))
+
+
+def _v_tidy_legacy_fever_acks(db: Database, conn) -> None:
+    """Alerts an older kiosk acknowledged with `fever_ack` before the server folded those
+    (sync.server.cases.fold_legacy_acks) become cases closed at the gate, as new uploads do.
+    An acknowledgement whose alert is gone is left alone (its fever was purged or never raised)."""
+    import hashlib
+    import json
+
+    acks = conn.execute(text(
+        "SELECT site_id, stream_id, event_time_ns, payload FROM events WHERE kind = 'fever_ack' "
+        "ORDER BY stream_id, seq")).all()
+    for site_id, stream_id, time_ns, payload in acks:
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            continue
+        detail = body.get("detail") if isinstance(body, dict) and isinstance(body.get("detail"), dict) else {}
+        target = detail.get("seq")
+        if not isinstance(target, int) or isinstance(target, bool):
+            continue
+        case_id = f"ack-{stream_id}-{target}"
+        if len(case_id) > 64:
+            case_id = "ack-" + hashlib.sha256(case_id.encode()).hexdigest()[:60]
+        operator, note = body.get("operator"), detail.get("note")
+        conn.execute(alerts.update().where(
+            alerts.c.site_id == site_id, alerts.c.stream_id == stream_id, alerts.c.seq == target,
+            alerts.c.case_id.is_(None),
+        ).values(case_id=case_id, status="closed",
+                 gate_operator=operator[:64] if isinstance(operator, str) and operator else None,
+                 note=note[:1000] if isinstance(note, str) and note else None,
+                 closed_at=datetime.fromtimestamp(time_ns / 1e9, timezone.utc)))
+
+
+def _v_tidy_import_progress(db: Database, conn) -> None:
+    """import_jobs: the commit's progress in the database (was one process's memory).
+    A database made by this version's _v_reg_people_registry has the columns already."""
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    have = {c["name"] for c in inspect(conn).get_columns("import_jobs")}
+    for name in _IMPORT_PROGRESS_COLUMNS:
+        if name not in have:
+            ddl = CreateColumn(import_jobs.c[name]).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE import_jobs ADD COLUMN {ddl}"))
 
 
 # The steps before Alembic (issue 14), frozen: the baseline revision

@@ -14,6 +14,7 @@ import pytest
 from openpyxl import load_workbook
 
 from sync.server import auth, boards, registry
+from sync.server.labels import REASONS
 from sync.server.sites import add_site
 from tests.registry.conftest import PASSWORD, csrf_of
 from tests.registry.kiosk_day import KioskDay, passage
@@ -177,6 +178,20 @@ def test_the_vehicle_ledger_is_on_the_ledgers_board_and_exports(server, kiosk, b
     sheet = load_workbook(io.BytesIO(browser_like.get(
         f"/registry/sites/site-a/ledgers/vehicles.xlsx?day={day}").content)).active
     assert isinstance(sheet["A2"].value, datetime) and sheet["F2"].value == "王五 36.6; 赵六 37.5"
+    # Words, not codes, in the page's language (failed before: "in", "deny", "fever" in every export).
+    codes = {"direction": row["direction"], "decision": row["decision"], "reasons": row["reasons"]}
+    assert codes["reasons"] and all(code in REASONS for code in codes["reasons"].split(", "))
+    zh_words = dict(zip(rows[0][7:10], rows[1][7:10]))
+    assert zh_words["方向"] == "进入" and zh_words["结果"] == "拒绝"
+    assert zh_words["原因"] == "、".join(REASONS[c][0] for c in codes["reasons"].split(", "))
+    assert sheet["I2"].value == "拒绝" and "拒绝" in browser_like.get(
+        f"/registry/sites/site-a/ledgers?ledger=vehicles&day={day}").text
+    browser_like.cookies.set("ck_lang", "en")
+    english = list(csv.reader(io.StringIO(browser_like.get(
+        f"/registry/sites/site-a/ledgers/vehicles.csv?day={day}").content.decode("utf-8-sig"))))
+    en_words = dict(zip(english[0], english[1]))
+    assert (en_words["Direction"], en_words["Decision"]) == ("In", "Refused")
+    assert en_words["Reasons"] == ", ".join(REASONS[c][1] for c in codes["reasons"].split(", "))
 
 
 def test_api_docs_load_with_no_outside_address(server):
@@ -204,6 +219,15 @@ def test_api_docs_load_with_no_outside_address(server):
       "note": None}, [37.5], 1, None),
 ])
 def test_fever_board_reads_alert_rows_and_fever_case_rows(row, readings, count, ack):
-    assert boards._readings(row) == readings
-    assert boards._reading_count(row) == count
-    assert boards._closed_at_gate(row, "Asia/Shanghai") == ack
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    from sync.server import case_list
+
+    columns = dict.fromkeys(("max_c", "readings", "status", "outcome", "gate_operator", "note", "clinical_c",
+                             "closed_at", "acknowledged_at", "acknowledged_by", "case_id", "person_id", "pass_id"))
+    alert = SimpleNamespace(**{**columns, "id": 1, "gate": "east-1", **row})
+    case = case_list.new_case(alert, datetime(2026, 2, 1, tzinfo=timezone.utc), {})
+    case_list.add_row(case, alert, ZoneInfo("Asia/Shanghai"), [])
+    case = case_list.finish(case)
+    assert (case["readings"], case["reading_count"], case["gate_ack"]) == (readings, count, ack)

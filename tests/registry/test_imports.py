@@ -90,3 +90,59 @@ def test_a_street_office_list_is_matched_to_residents(db):
         (date(2020, 2, 12), date(2020, 2, 26), "湖北孝感")
     table, result = _preview(db, "返京名单.csv", csv_bytes(listed, headers), kind="returnees")
     assert result.counts["same"] == 1
+
+
+def test_import_progress_is_kept_in_the_database_for_every_replica(db, db_url):
+    """Another replica (or the server after a restart) reads the progress from the database, and
+    does not take a running import for an abandoned one (failed before: progress lived in one
+    process's memory, and any other process reset a running import to preview)."""
+    from datetime import datetime, timedelta, timezone
+
+    from sync.server import open_database
+    from sync.server.schema import import_jobs
+
+    job_id = imports.create_job(db, "site-1", "residents", "ledger.xlsx", xlsx_bytes(resident_rows(600)), by="clerk")
+    assert imports.claim_job(db, "site-1", job_id)
+    other = open_database(db_url)  # a second replica on the same database
+    try:
+        assert imports.progress_of(other, "site-1", job_id) == {"status": "committing", "done": 0, "total": 0,
+                                                                 "running": True}
+        seen = []
+
+        def report(done, total):
+            imports.report_progress(db, "site-1", job_id, done, total)
+            if db.is_postgres:  # SQLite's one writer holds the file for the whole import: one process only
+                seen.append(imports.progress_of(other, "site-1", job_id))
+
+        imports.run_job(db, "site-1", imports.get_job(db, "site-1", job_id), by="clerk", progress=report)
+        if db.is_postgres:
+            assert [(p["done"], p["total"], p["running"]) for p in seen] == [
+                (250, 600, True), (500, 600, True), (600, 600, True)]
+        done = imports.progress_of(other, "site-1", job_id)
+        assert (done["status"], done["done"], done["total"], done["running"]) == ("committed", 600, 600, False)
+
+        # A claim whose server stopped reporting is abandoned, whichever replica looks.
+        second = imports.create_job(db, "site-1", "residents", "again.xlsx", xlsx_bytes(resident_rows(3)), by="clerk")
+        assert imports.claim_job(db, "site-1", second)
+        if db.is_postgres:
+            with db.write() as conn:
+                conn.execute(import_jobs.update().where(import_jobs.c.id == second).values(
+                    progress_at=datetime.now(timezone.utc) - imports.PROGRESS_STALE - timedelta(seconds=1)))
+        else:  # one process on SQLite: a restart empties its memory
+            imports._local_progress.clear()
+        assert imports.progress_of(other, "site-1", second)["running"] is False
+    finally:
+        other.dispose()
+
+
+def test_the_migration_adds_the_progress_columns_to_an_older_import_jobs_table(db):
+    from sqlalchemy import inspect, text
+
+    from sync.server.schema import _IMPORT_PROGRESS_COLUMNS, _v_tidy_import_progress
+
+    with db.write() as conn:  # an older registry: import_jobs without the progress columns
+        for name in _IMPORT_PROGRESS_COLUMNS:
+            conn.execute(text(f"ALTER TABLE import_jobs DROP COLUMN {name}"))
+        _v_tidy_import_progress(db, conn)
+    with db.read() as conn:
+        assert set(_IMPORT_PROGRESS_COLUMNS) <= {c["name"] for c in inspect(conn).get_columns("import_jobs")}

@@ -173,14 +173,11 @@ def test_the_progress_bar_follows_a_running_import_and_shows_the_result(clerk, r
     from sync.server import imports
 
     page = clerk
-    app = registry._server.config.app  # the running app, to stand in for a long commit
     db = registry.db
     job = imports.create_job(db, "site-1", "residents", "大台账.xlsx", xlsx_bytes(resident_rows(3, start=900)),
                              by="王主任")
     assert imports.claim_job(db, "site-1", job)
-    progress = app.state.import_progress if hasattr(app.state, "import_progress") else {}
-    app.state.import_progress = progress
-    progress[job] = {"done": 1200, "total": 5000, "status": "committing"}
+    imports.report_progress(db, "site-1", job, 1200, 5000)  # stands in for a long commit
     page.goto(registry.url + f"/registry/sites/site-1/imports/{job}")
     page.wait_for_function("document.getElementById('progress').value === 1200")
     assert page.get_attribute("#progress", "max") == "5000"
@@ -188,6 +185,5 @@ def test_the_progress_bar_follows_a_running_import_and_shows_the_result(clerk, r
     assert page.locator("#progress").bounding_box()["width"] > 50
     shot(page, "registry-import-progress-zh.png")
     imports.finish_job(db, "site-1", job, "committed", {"new": 3, "update": 0, "same": 0})
-    progress[job]["status"] = "committed"
     page.wait_for_selector("#committed", timeout=5000)  # the page reloads by itself
     assert "新增 3" in page.inner_text("#committed")

@@ -165,7 +165,23 @@ def test_an_import_cut_short_by_a_restart_can_be_committed_again(app_with_key, l
     db, app, _tokens = app_with_key
     job = imports.create_job(db, "site-a", "residents", "台账.xlsx", xlsx_bytes(resident_rows(5)), by="worker-a")
     assert imports.claim_job(db, "site-a", job)  # a server claimed it, then stopped before committing
-    page = login_as("worker-a").get(f"/registry/sites/site-a/imports/{job}")
+    worker = login_as("worker-a")
+    # Still running: the page waits (another replica, or this server, is importing it).
+    assert worker.get(f"/registry/sites/site-a/imports/{job}/progress").json() == {
+        "status": "committing", "done": 0, "total": 0}
+    assert 'id="job-error"' not in worker.get(f"/registry/sites/site-a/imports/{job}").text
+    # The server stops: on PostgreSQL its progress goes stale, on SQLite (one process) its memory is gone.
+    if db.is_postgres:
+        from datetime import datetime, timedelta, timezone
+
+        from sync.server.schema import import_jobs
+
+        with db.write() as conn:
+            conn.execute(import_jobs.update().where(import_jobs.c.id == job).values(
+                progress_at=datetime.now(timezone.utc) - imports.PROGRESS_STALE - timedelta(seconds=1)))
+    else:
+        imports._local_progress.clear()
+    page = worker.get(f"/registry/sites/site-a/imports/{job}")
     assert 'id="job-error"' in page.text and 'id="commit"' in page.text
     assert people.search(db, "site-a")[1] == 0
 

@@ -160,7 +160,7 @@ def test_gate_rule_refusals_vehicles_disinfection_and_hand_fevers_match_the_jour
     hand-written fever that opened a case at the gate counted once."""
     from gateway.fever_flow import FeverFlow
     from gateway.screen.state import ScreenState
-    from sync.server import site_policy
+    from sync.server import gate_rules, site_policy
 
     _, errors = site_policy.publish(server.db, "site-a", {"disinfection_times": "09:00 14:00"}, by="tester")
     assert errors == {}
@@ -177,6 +177,9 @@ def test_gate_rule_refusals_vehicles_disinfection_and_hand_fevers_match_the_jour
               "operator": "老李", "detail": {"plate": "京B54321", "household": "h-1", "driver": "张三",
                                             "occupants": [{"name": "张三", "body_c": 36.6, "source": "guard"},
                                                           {"name": "李四", "body_c": 36.8, "source": "guard"}]}})
+    # An outside vehicle the guard let through: a gate-rule reason, but no refusal.
+    k.append({"kind": "vehicle", "gate": "east-1", "direction": "out", "decision": "admit",
+              "reasons": ["vehicle_exception"], "operator": "老李", "detail": {"plate": "沪C11111", "occupants": []}})
     k.ledger("disinfections", {"note": "酒精擦拭"})  # 09:0x: the 09:00 slot is done, 14:00 is missed
     # A visitor written down at 37.6: the kiosk (gateway/fever_flow.py) opens a case for it.
     row = k.ledger("visitors", {"name": "访客丁", "origin": "外省", "phone": "13800000003", "address": "w",
@@ -198,7 +201,12 @@ def test_gate_rule_refusals_vehicles_disinfection_and_hand_fevers_match_the_jour
     assert labels["no_mask"] == "未佩戴口罩" and labels["refused_measurement"] == "拒绝测温"
     assert all(label != code for code, label in labels.items())  # every code has a Chinese label
     assert report["tailgates"] == 1
-    assert report["vehicles"] == {"admitted_in": 1, "admitted_out": 0, "refused": 1}
+    assert report["vehicles"] == {"admitted_in": 1, "admitted_out": 1, "refused": 1}
+    # gate_rules.gate_rule_counts is the report's refusal count, from one source (failed before:
+    # it counted the admitted exception as a refusal).
+    refused = {r["reason"]: r["count"] for r in report["refusals"]}
+    assert gate_rules.gate_rule_counts(server.db, "site-a", DAY) == {
+        **{code: refused.get(code, 0) for code in gate_rules.RULE_REASONS}, "tailgate": report["tailgates"]}
     assert report["entries"] == 0  # vehicles are counted apart from people
     assert (report["disinfection"]["done"], report["disinfection"]["missed"]) == (1, 1)
     # The visitor's fever: one case (source visitor_form), listed by hand with that case; one person.

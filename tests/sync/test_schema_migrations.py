@@ -54,7 +54,7 @@ def _instance_id(db) -> str:
 def test_a_new_database_goes_to_head(db_url):
     db = open_database(db_url)
     try:
-        assert migrate(db) == head() == "0002_gate_board_indexes"
+        assert migrate(db) == head() == "0004_import_progress"
         st = status(db)
         assert (st.current, st.legacy_version, st.up_to_date) == (head(), LEGACY_VERSION, True)
         assert {"ix_events_gate_received", "ix_events_gate_kind_time"} <= _index_names(db, "events")
@@ -237,7 +237,7 @@ def test_cli_status_sql_and_upgrade(capsys, tmp_path):
         "current": None, "head": head(), "legacy_schema_version": None, "up_to_date": False}
     assert not (tmp_path / "registry.db").exists()  # looking creates nothing
     sql = _run(capsys, "--db", url, "--sql")
-    assert "no revision -> 0002_gate_board_indexes (sqlite)" in sql
+    assert "no revision -> 0004_import_progress (sqlite)" in sql
     assert "CREATE INDEX IF NOT EXISTS ix_events_gate_received ON events (gate_id, received_at);" in sql
     assert "CREATE INDEX IF NOT EXISTS ix_events_gate_kind_time ON events (gate_id, kind, event_time_ns);" in sql
     assert "INSERT INTO alembic_version (version_num) VALUES ('0001_baseline')" in sql
@@ -272,7 +272,7 @@ def test_cli_sql_runs_in_psql_on_a_database_at_the_baseline(pg_url, capsys):
         upgrade(db, BASELINE)
         schema.ensure_partitions(db)
         sql = _run(capsys, "--db", pg_url, "--sql")
-        assert f"{BASELINE} -> 0002_gate_board_indexes (postgresql)" in sql and "\\gexec" in sql
+        assert f"{BASELINE} -> 0004_import_progress (postgresql)" in sql and "\\gexec" in sql
         done = subprocess.run(["psql", "-v", "ON_ERROR_STOP=1", "-X", "-q", "-d", pg_url],
                               input=sql, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr

@@ -175,3 +175,132 @@ def test_the_migration_adds_the_case_columns_to_an_older_alerts_table(db_url):
         assert "ix_alerts_case" in indexes
     finally:
         db.dispose()
+
+
+def _on(event: dict, seq: int, when: datetime) -> dict:
+    return {**event, "seq": seq, "time": when.isoformat(), "boot_id": "b", "mono_ns": seq, "wall_time": to_ns(when),
+            "clock_synced": True}
+
+
+def _ack(target: int, note: str = "已引导至发热门诊") -> dict:
+    return {"kind": "fever_ack", "gate": "east-1", "operator": "老李", "decision": None, "flagged": False,
+            "reasons": [], "body_c": None, "detail": {"seq": target, "note": note}}
+
+
+def test_an_older_kiosks_fever_ack_becomes_a_case_the_staff_see(server):
+    """A kiosk of the release before cases acknowledges a fever with `fever_ack`: its alert becomes a case
+    closed at the gate, and an acknowledged fever the server had no alert for opens one (failed before:
+    the acknowledgement changed nothing on the registry)."""
+    from zoneinfo import ZoneInfo
+
+    from sync.server.schema import outbox
+
+    gate, _ = auth.add_gate(server.db, "site-1", "east-1")
+    day = datetime(2026, 2, 1, 1, tzinfo=timezone.utc)
+    flagged = decision(97)  # p-47, 38.1
+    override = {**decision(194), "kind": "override", "operator": "老李"}  # flagged, but an override raises no alert
+    batches = [
+        [_on(flagged, 1, day)],
+        [_on(_ack(1), 2, day + timedelta(minutes=1)),
+         {**_on(decision(291), 3, day), "mono_ns": "not a number"},  # quarantined: the server never saw the fever
+         _on(_ack(3, "已测体温计"), 4, day + timedelta(minutes=2)),
+         _on(override, 5, day + timedelta(minutes=3)), _on(_ack(5, "送医"), 6, day + timedelta(minutes=4)),
+         _on(decision(388), 7, day + timedelta(minutes=5)), _on(_ack(7, "同批确认"), 8, day + timedelta(minutes=6))],
+    ]
+    first_seq = 1
+    for batch in batches:
+        ingest(server.db, gate, "s-old", first_seq, batch, now=day + timedelta(minutes=10))
+        first_seq += len(batch)
+    rows = site_alerts(server.db)
+    assert [(r.seq, r.person_id, r.body_c, r.case_id, r.status, r.gate_operator, r.note) for r in rows] == [
+        (1, "p-47", 38.1, "ack-s-old-1", "closed", "老李", "已引导至发热门诊"),
+        (7, "p-38", 38.1, "ack-s-old-7", "closed", "老李", "同批确认"),
+        (3, None, None, "ack-s-old-3", "closed", "老李", "已测体温计"),
+        (5, "p-44", 38.1, "ack-s-old-5", "closed", "老李", "送医"),
+    ]
+    # The gate closed them; the staff still acknowledge them, as they did for these kiosks.
+    assert all(r.acknowledged_at is None for r in rows)
+    assert len(registry.open_alerts(server.db, "site-1")) == 4
+    cases = cases_for_day(server.db, "site-1", date(2026, 2, 1), ZoneInfo("Asia/Shanghai"))
+    assert [(c["case_id"], c["status"], c["gate_operator"]) for c in cases][0] == ("ack-s-old-1", "closed", "老李")
+    assert len(cases) == 4
+    with server.db.read() as conn:
+        notices = set(conn.execute(select(outbox.c.ref)).scalars())
+    assert notices == {"fever:s-old:1", "fever:s-old:7", "fever:s-old:3", "fever:s-old:5"}
+
+    # A restored kiosk re-sends everything: nothing changes.
+    before = [tuple(r) for r in site_alerts(server.db)]
+    everything = [event for batch in batches for event in batch]
+    assert ingest(server.db, gate, "s-old", 1, everything, now=day + timedelta(hours=1)).duplicates == 8
+    assert [tuple(r) for r in site_alerts(server.db)] == before
+
+
+def test_the_migration_makes_cases_of_acks_an_older_server_stored(server):
+    from sync.server.schema import _v_tidy_legacy_fever_acks
+
+    gate, _ = auth.add_gate(server.db, "site-1", "east-1")
+    day = datetime(2026, 2, 1, 1, tzinfo=timezone.utc)
+    ingest(server.db, gate, "s-old", 1, [_on(decision(97), 1, day), _on(_ack(1), 2, day + timedelta(minutes=1))],
+           now=day)
+    folded = [tuple(r) for r in site_alerts(server.db)]
+    with server.db.write() as conn:  # as an older server stored them: a plain alert, the ack only an event
+        conn.execute(update(alerts).values(case_id=None, status=None, gate_operator=None, note=None, closed_at=None))
+        _v_tidy_legacy_fever_acks(server.db, conn)
+    assert [tuple(r) for r in site_alerts(server.db)] == folded
+
+
+def test_the_board_and_both_daily_reports_list_the_same_cases(server):
+    """One listing (sync.server.case_list) behind the board, `reports.daily_report` and
+    `daily.site_daily` (failed before: the report counted an older kiosk's re-measures as cases)."""
+    from zoneinfo import ZoneInfo
+
+    from sync.server import boards, daily
+
+    gate, _ = auth.add_gate(server.db, "site-1", "east-1")
+    day = datetime(2026, 2, 1, 1, tzinfo=timezone.utc)  # 09:00 in Beijing
+    local_day = date(2026, 2, 1)
+
+    def closed(seq: int, case_id: str, person: str, minutes: int) -> dict:
+        return _on({**decision(1), "kind": "fever_case.closed", "decision": None, "reasons": [], "flagged": True,
+                    "operator": "李保安", "person_id": person, "body_c": 37.7,
+                    "detail": {"case_id": case_id, "outcome": "referred", "note": "发热门诊", "readings": 2,
+                               "max_c": 37.9}}, seq, day + timedelta(minutes=minutes))
+
+    ingest(server.db, gate, "s-1", 1, [
+        _on(decision(97), 1, day),                                   # older kiosk: p-47 flagged ...
+        _on(decision(97), 2, day + timedelta(minutes=1)),            # ... and re-measured: one case
+        _on(_ack(1), 3, day + timedelta(minutes=2)),
+        _on(decision(194), 4, day + timedelta(minutes=3)),           # older kiosk: p-44, one reading
+        closed(5, "c-1", "p-9", 4), closed(6, "c-2", "p-9", 5),     # kiosk with cases: p-9 twice
+    ], now=day)
+    ingest(server.db, gate, "s-1", 7, [_on(decision(291), 7, day + timedelta(days=1))], now=day + timedelta(days=1))
+
+    zone = ZoneInfo("Asia/Shanghai")
+    board = boards.fever_cases(server.db, "site-1", day=local_day)
+    report = daily_report(server.db, "site-1", local_day)
+    street = daily.site_daily(server.db, "site-1", local_day)
+    listed = cases_for_day(server.db, "site-1", local_day, zone)
+
+    def view(alert_ids, person, status, count):
+        return alert_ids, person, status, count
+
+    with server.db.read() as conn:
+        id_of = dict(conn.execute(select(alerts.c.seq, alerts.c.id)).all())
+    expected = [([id_of[s] for s in seqs], p, st, n) for seqs, p, st, n in
+                [([1, 2], "p-47", "open", 2), ([4], "p-44", "open", 1), ([5], "p-9", "closed", 2),
+                 ([6], "p-9", "closed", 2)]]
+    assert [view(c["alert_ids"], c["person_id"], c["status"], c["reading_count"]) for c in reversed(board)] == expected
+    assert [view(c["alerts"], c["person_id"], c["status"], None) for c in street["fever_cases"]] == [
+        (ids, p, st, None) for ids, p, st, _ in expected]
+    assert [(c["alert_id"], c["person_id"], c["status"], c["readings"]) for c in listed] == [
+        (ids[0], p, st, n) for ids, p, st, n in expected]
+    assert report["fevers"] == [{**c, "decision": c["outcome"] or c["status"]} for c in listed]
+    assert report["totals"]["fever"] == len(board) == len(street["fever_cases"]) == 4
+    assert street["fever_people"] == 3  # p-47, p-44 and p-9, each once
+    # The older kiosk's acknowledgement closed its first reading; the re-measure keeps the case open.
+    assert board[-1]["gate_ack"]["operator"] == "老李" and board[-1]["readings"] == [38.1]
+
+    # Acknowledging the case on the board acknowledges both of its readings.
+    boards.acknowledge_case(server.db, "site-1", id_of[1], by="worker")
+    assert [a["seq"] for a in registry.open_alerts(server.db, "site-1")] == [4, 7]
+    assert boards.fever_cases(server.db, "site-1", day=local_day)[-1]["status"] == "closed"

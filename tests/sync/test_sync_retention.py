@@ -25,7 +25,8 @@ from gateway.clock import to_ns
 from sync.server import auth, create_app, open_database, registry
 from sync.server.ingest import Diverged, ingest
 from sync.server.retention import cutoff_for, purge
-from sync.server.schema import alerts, clock_anchors, ensure_partitions, events, migrate, quarantine, streams
+from sync.server.schema import (alert_followups, alerts, audit, clock_anchors, enrol_codes, ensure_partitions, events,
+                                import_jobs, migrate, outbox, quarantine, streams)
 
 UTC = timezone.utc
 # Far from any real "now", so the partitions made at migration never overlap these.
@@ -64,7 +65,8 @@ HISTORY = [
     (datetime(2021, 3, 10, tzinfo=UTC), [(ev, 16), (ev, 17), (ev, 18)]),         # young month
 ]
 OLD_EVENTS, YOUNG_EVENTS = [1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12], [13, 14, 16, 17, 18]
-EXPECTED = {"events": 11, "event_partitions": 0, "quarantine": 1, "clock_anchors": 1, "alerts": 1}
+EXPECTED = {"events": 11, "event_partitions": 0, "quarantine": 1, "clock_anchors": 1, "alert_followups": 0,
+            "alerts": 1, "outbox": 0, "import_jobs": 0, "audit_redacted": 0, "enrol_codes": 0}
 
 
 def _fill(db, gate) -> dict[int, int]:
@@ -135,6 +137,69 @@ def test_old_rows_go_young_rows_and_open_alerts_stay(filled):
     with db.read() as conn:
         assert conn.execute(select(func.count()).select_from(events).where(events.c.received_at < cutoff)).scalar() == 0
     # A second run finds nothing more.
+    assert purge(db, NOW, RETENTION) == dict.fromkeys(EXPECTED, 0)
+
+
+def _ids(db, column) -> list:
+    with db.read() as conn:
+        return sorted(conn.execute(select(column)).scalars())
+
+
+def test_what_quotes_health_or_personal_data_goes_with_it(filled):
+    """Follow-up notes, notices, import jobs, audit quotes and vehicle ledgers older than the
+    cutoff go; enrolment codes a week after they expired. (Before: follow-ups, notices, import
+    jobs, audit quotes and enrolment codes were never purged.)"""
+    db, gate, alert_ids = filled
+    old, young = datetime(2021, 1, 20, tzinfo=UTC), datetime(2021, 3, 10, tzinfo=UTC)
+    # A vehicle passage (车辆台账) received before the cutoff and one after.
+    vehicle = {"kind": "vehicle", "decision": "admit", "flagged": False, "reasons": ["ok"], "body_c": None,
+               "detail": {"plate": "京A12345", "occupants": [{"name": "张三", "body_c": 36.5}]}}
+    ingest(db, gate, STREAM, 19, [ev(19, old, **vehicle)], now=old)
+    ingest(db, gate, STREAM, 20, [ev(20, young, **vehicle)], now=young)
+    with db.write() as conn:
+        note = {alert: conn.execute(alert_followups.insert().values(
+            alert_id=alert, at=young, by="wang", note="已电话随访，体温 38.1")).inserted_primary_key[0]
+            for alert in (alert_ids[2], alert_ids[8], alert_ids[13], 10**9)}  # 10**9: an alert long gone
+        for when in (old, young):
+            conn.execute(outbox.insert().values(ref=f"fever:{when:%m}", site_id="site-1", kind="fever_case",
+                                                body='{"person": "p-2", "body_c": 38.2}', created_at=when,
+                                                due_ns=to_ns(when), attempts=3))
+            conn.execute(import_jobs.insert().values(
+                site_id="site-1", list_kind="returnees", filename=f"{when:%m}.csv", sha256="0" * 64,
+                content="姓名,来自\n张三,武汉\n".encode(), status="preview", created_at=when, created_by="li"))
+            for entity in ("alert", "person", "gate"):
+                conn.execute(audit.insert().values(at=when, actor="li", action=f"{entity}.x", site_id="site-1",
+                                                   entity=entity, entity_id="p-2", before='{"risk": "low"}',
+                                                   after='{"risk": "high"}'))
+        codes = {}
+        for name, expires in (("used-long-ago", datetime(2021, 3, 1, tzinfo=UTC)),
+                              ("expired-yesterday", NOW - timedelta(days=1)),
+                              ("still-valid", NOW + timedelta(minutes=20))):
+            codes[name] = conn.execute(enrol_codes.insert().values(
+                site_id="site-1", gate_name=name, code_hash=name.ljust(64, "0"), created_by="li",
+                created_at=expires - timedelta(minutes=30), expires_at=expires,
+                used_at=expires - timedelta(minutes=10) if name == "used-long-ago" else None)).inserted_primary_key[0]
+
+    dry = purge(db, NOW, RETENTION, dry_run=True)
+    counts = purge(db, NOW, RETENTION)
+
+    assert counts == dry
+    assert (counts["alert_followups"], counts["outbox"], counts["import_jobs"], counts["audit_redacted"],
+            counts["enrol_codes"]) == (2, 1, 1, 2, 1)
+    assert counts["events"] == EXPECTED["events"] + 1  # the old vehicle passage
+    assert _ids(db, alert_followups.c.id) == sorted([note[alert_ids[8]], note[alert_ids[13]]])
+    with db.read() as conn:
+        refs = conn.execute(select(outbox.c.ref).where(outbox.c.ref.like("fever:__"))).scalars().all()
+        assert [r.filename for r in conn.execute(select(import_jobs.c.filename))] == ["03.csv"]
+        quotes = conn.execute(select(audit.c.entity, audit.c.at, audit.c.after).where(audit.c.actor == "li")
+                              .order_by(audit.c.id)).all()
+        kinds = conn.execute(select(events.c.seq).where(events.c.kind == "vehicle")).scalars().all()
+    assert refs == ["fever:03"]
+    # Who did what stays; what old entries quoted about alerts and people is gone.
+    assert [(e, a is None) for e, _, a in quotes] == [("alert", True), ("person", True), ("gate", False),
+                                                       ("alert", False), ("person", False), ("gate", False)]
+    assert kinds == [20]
+    assert _ids(db, enrol_codes.c.id) == sorted([codes["expired-yesterday"], codes["still-valid"]])
     assert purge(db, NOW, RETENTION) == dict.fromkeys(EXPECTED, 0)
 
 
@@ -270,8 +335,7 @@ def test_cli_purge_prints_counts_and_dry_run_keeps_rows(capsys, db_url):
         code, out, _ = run(capsys, *base, "--dry-run")
         report = json.loads(out)
         assert code == 0 and report["dry_run"] is True and report["retention_days"] == 7
-        assert report["deleted"] == {"events": 1, "event_partitions": 0, "quarantine": 1, "clock_anchors": 0,
-                                     "alerts": 0}
+        assert report["deleted"] == {**dict.fromkeys(EXPECTED, 0), "events": 1, "quarantine": 1}
         assert datetime.fromisoformat(report["cutoff"]) < now - timedelta(days=7) + timedelta(minutes=1)
         assert _snapshot(db)["events"] == [1, 3]
 

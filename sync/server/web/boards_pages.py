@@ -146,7 +146,7 @@ def ledger_board(request: Request, site_id: SiteId, staff: StaffPage, ledger: st
     _read_guard(request, staff, site_id)
     ledger = _ledger_name(ledger)
     day = day or today()
-    rows = boards.ledger_rows(request.app.state.db, site_id, ledger, day)
+    rows = boards.ledger_rows(request.app.state.db, site_id, ledger, day, lang=lang_of(request))
     en = lang_of(request) == "en"
     columns = [(key, en_h if en else zh) for key, zh, en_h in boards.LEDGERS[ledger][1]]
     return render(request, "ledgers.html", site=site_id, board="ledgers", ledger=ledger, ledgers=list(boards.LEDGERS),
@@ -158,16 +158,17 @@ def ledger_export(request: Request, site_id: SiteId, ledger: str, fmt: str, staf
     _read_guard(request, staff, site_id)
     ledger = _ledger_name(ledger)
     day = day or today()
-    rows = boards.ledger_rows(request.app.state.db, site_id, ledger, day)
+    lang = lang_of(request)  # the export speaks the page's language
+    rows = boards.ledger_rows(request.app.state.db, site_id, ledger, day, lang=lang)
     keys = [key for key, _zh, _en in boards.LEDGERS[ledger][1]]
-    headers = [zh for _key, zh, _en in boards.LEDGERS[ledger][1]]
+    headers = [en if lang == "en" else zh for _key, zh, en in boards.LEDGERS[ledger][1]]
     values = [[row[k] for k in keys] for row in rows]
-    title = i18n.translate("zh", f"ledgers.{ledger}")
+    title = i18n.translate(lang, f"ledgers.{ledger}")
     return download(f"{site_id}-{ledger}-{day}", fmt, headers, values, title)
 
 
 def download(stem: str, fmt: str, headers, rows, title: str) -> Response:
-    """A CSV or XLSX attachment (Chinese headers)."""
+    """A CSV or XLSX attachment."""
     if fmt == "csv":
         body, media = exports.to_csv(headers, rows), "text/csv; charset=utf-8"
     elif fmt == "xlsx":

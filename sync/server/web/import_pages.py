@@ -71,13 +71,6 @@ i18n.register({
 })
 
 
-def _progress(request: Request) -> dict:
-    state = request.app.state
-    if not hasattr(state, "import_progress"):
-        state.import_progress = {}
-    return state.import_progress
-
-
 def _job_or_404(request: Request, site_id: str, job_id: int) -> dict:
     job = imports.get_job(db_of(request), site_id, job_id)
     if job is None:
@@ -118,9 +111,9 @@ def _q(text: str) -> str:
 def import_job_page(request: Request, site_id: str, job_id: int, staff: StaffPage):
     site_guard(staff, site_id, change=False)
     job = _job_or_404(request, site_id, job_id)
-    if job["status"] == "committing" and job_id not in _progress(request):
-        # Claimed by a server that has since stopped: its one transaction was
-        # rolled back, so nothing was written; the clerk may commit again.
+    if job["status"] == "committing" and not imports.progress_of(db_of(request), site_id, job_id)["running"]:
+        # Claimed by a server that has since stopped reporting progress: its one transaction
+        # was rolled back, so nothing was written; the clerk may commit again.
         imports.finish_job(db_of(request), site_id, job_id, "preview",
                            {"error": "服务器在导入时重启，未写入任何数据，请重新确认 / "
                                      "the server restarted during the import; nothing was written"})
@@ -160,18 +153,13 @@ def import_commit(request: Request, site_id: str, job_id: int, staff: StaffPage)
     job = _job_or_404(request, site_id, job_id)
     db = db_of(request)
     if imports.claim_job(db, site_id, job_id):
-        progress = _progress(request)
-        progress[job_id] = {"done": 0, "total": 0, "status": "committing"}
-
         def work():
             def report(done, total):
-                progress[job_id] = {"done": done, "total": total, "status": "committing"}
+                imports.report_progress(db, site_id, job_id, done, total)
             try:
                 imports.run_job(db, site_id, job, by=staff.name, progress=report)
-                progress[job_id]["status"] = "committed"
             except Exception:  # recorded on the job for the page; the server goes on
                 log.exception("import %s at %s failed", job_id, site_id)
-                progress[job_id]["status"] = "preview"
 
         threading.Thread(target=work, name=f"import-{job_id}", daemon=True).start()
     return RedirectResponse(f"{PREFIX}/sites/{site_id}/imports/{job_id}", status_code=303)
@@ -180,8 +168,8 @@ def import_commit(request: Request, site_id: str, job_id: int, staff: StaffPage)
 @router.get("/sites/{site_id}/imports/{job_id}/progress")
 def import_progress(request: Request, site_id: str, job_id: int, staff: StaffPage):
     site_guard(staff, site_id, change=False)
-    job = _job_or_404(request, site_id, job_id)
-    live = _progress(request).get(job_id, {})
-    status = job["status"]
-    return JSONResponse({"status": status, "done": live.get("done", 0), "total": live.get("total", 0)},
+    progress = imports.progress_of(db_of(request), site_id, job_id)
+    if progress is None:
+        raise HTTPException(404, {"error": "not_found", "detail": f"no import {job_id} at {site_id}"})
+    return JSONResponse({"status": progress["status"], "done": progress["done"], "total": progress["total"]},
                         headers={"Cache-Control": "no-store"})
