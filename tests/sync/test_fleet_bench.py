@@ -31,5 +31,5 @@ def test_fleet_bench_runs_at_tiny_size():
     assert "    1 " in out and "    2 " in out  # a row per process count
     assert ", 0 lost, 0 duplicated" in out
     # Exit status and verdict agree: 0 with "all targets met", 1 with the misses named.
-    assert ("all targets met" in out) == (run.returncode == 0)
-    assert ("MISS:" in out) == (run.returncode == 1)
+    assert ("[MISS]" in out) == (run.returncode == 1)
+    assert ("MISSED" in run.stderr) == (run.returncode == 1)
